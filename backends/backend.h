@@ -1,0 +1,146 @@
+// The small abstract interface each device implements: memory, strided elementwise kernels,
+// reductions, GEMM, indexing and the fused nn kernels. Ops validate shapes and dtypes, allocate
+// outputs and then call one of these; kernels trust their arguments. A method a backend does not
+// override reports which op is missing on which device, never a silent fallback.
+#pragma once
+#include <cstdint>
+
+#include <luna/core/generator.h>
+#include <luna/core/scalar.h>
+#include <luna/core/tensor.h>
+
+namespace luna {
+
+enum class UnaryOp {
+  Neg, Exp, Log, Log1p, Sqrt, Rsqrt, Abs, Sign, Tanh, Sigmoid, Relu,
+  Gelu,      // erf form: x * Φ(x)
+  GeluTanh,  // tanh approximation
+  Elu,       // a = alpha
+  Silu,
+  Softplus,  // a = beta, b = threshold
+  Sin, Cos, Square, Reciprocal,
+  Clamp,     // a = min (if has_a), b = max (if has_b)
+  PowScalar, // a = exponent
+  Erf,
+};
+const char* unary_op_name(UnaryOp op);
+
+struct UnaryParams {
+  double a = 0.0, b = 0.0;
+  bool has_a = false, has_b = false;
+};
+
+enum class BinaryOp { Add, Sub, Mul, Div, Pow, Maximum, Minimum, Eq, Ne, Lt, Le, Gt, Ge, LogicalAnd, LogicalOr };
+const char* binary_op_name(BinaryOp op);
+inline bool is_comparison(BinaryOp op) { return op >= BinaryOp::Eq; }
+
+enum class ReduceOp { Sum, Max, Min, Prod };
+
+enum class RandomKind { Uniform, Normal, Int };
+// Counter blocks a random fill of `numel` elements consumes; ops reserve exactly this many so
+// every backend draws the same numbers for the same generator state.
+//   Uniform: f32 one word per element (4 per block), f64 two words (2 per block).
+//   Normal: Box-Muller pairs, one block per 2 elements (53-bit uniforms from words 0-1 and 2-3).
+//   Int: one word per element.
+uint64_t random_blocks_needed(RandomKind kind, DType dtype, int64_t numel);
+
+// C = alpha * op(A) @ op(B) + beta * C for `batch` matrices at fixed element strides.
+// Row-major: A is [m,k] (or [k,m] with trans_a), leading dimensions in elements.
+struct GemmArgs {
+  DType dtype = kFloat32;
+  bool trans_a = false, trans_b = false;
+  int64_t m = 0, n = 0, k = 0;
+  double alpha = 1.0, beta = 0.0;
+  const void* a = nullptr; int64_t lda = 0; int64_t stride_a = 0;
+  const void* b = nullptr; int64_t ldb = 0; int64_t stride_b = 0;
+  void* c = nullptr; int64_t ldc = 0; int64_t stride_c = 0;
+  int64_t batch = 1;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  virtual void synchronize() {}
+
+  // ---- memory ----
+  // dst = src (same shape, same device, any strides, dtype converted).
+  virtual void copy(const Tensor& src, const Tensor& dst);
+  // Between this device and the CPU (for devices other than the CPU).
+  virtual void copy_from_cpu(const Tensor& src_cpu, const Tensor& dst);
+  virtual void copy_to_cpu(const Tensor& src, const Tensor& dst_cpu);
+  virtual void fill(const Tensor& dst, Scalar value);
+  // out[i] = start + i * step, computed in double then cast.
+  virtual void arange(const Tensor& out, double start, double step);
+  // Contiguous out. Uniform in [a, b); Normal with mean a, std b; Int in [a, b).
+  virtual void random(const Tensor& out, RandomKind kind, double a, double b, GeneratorState state);
+
+  // ---- elementwise ----
+  // out = op(in); same shape; out contiguous; same dtype.
+  virtual void unary(UnaryOp op, const Tensor& in, const Tensor& out, const UnaryParams& params);
+  // grad_in = grad_out * op'(in); `result` is op(in) (some derivatives read it). grad_in contiguous.
+  virtual void unary_backward(UnaryOp op, const Tensor& in, const Tensor& result, const Tensor& grad_out,
+                              const Tensor& grad_in, const UnaryParams& params);
+  // a and b are already expanded to out's shape (stride 0 on broadcast dims) and share a dtype;
+  // out is contiguous, of that dtype, or bool for comparisons and logical ops.
+  virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out);
+  // out = cond ? a : b, all expanded to out's shape; cond is bool.
+  virtual void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out);
+
+  // ---- reductions ----
+  // out has in's rank with every reduced dim of size 1 (keepdim form) and is contiguous.
+  // reduce_mask bit i set = dim i reduced.
+  virtual void reduce(ReduceOp op, const Tensor& in, const Tensor& out, uint32_t reduce_mask);
+  // Max or Min along `dim`: values (in's dtype) and indices (int64), keepdim form, contiguous.
+  // The first index wins ties; NaN propagates (as in PyTorch).
+  virtual void arg_reduce(ReduceOp op, const Tensor& in, int dim, const Tensor& values, const Tensor& indices);
+
+  // ---- linear algebra ----
+  virtual void gemm(const GemmArgs& args);
+
+  // ---- indexing (index is int64) ----
+  // out = in.index_select(dim, index); out contiguous.
+  virtual void index_select(const Tensor& in, int dim, const Tensor& index, const Tensor& out);
+  // self.index_add_(dim, index, src): self[..., index[i], ...] += src[..., i, ...]; self contiguous.
+  virtual void index_add(const Tensor& self, int dim, const Tensor& index, const Tensor& src);
+  // out[i][j] = in[i][index[i][j]] along dim (torch.gather); out contiguous, index's shape.
+  virtual void gather(const Tensor& in, int dim, const Tensor& index, const Tensor& out);
+  // self[i][index[i][j]] += src[i][j] along dim (torch.scatter_add_); self contiguous.
+  virtual void scatter_add(const Tensor& self, int dim, const Tensor& index, const Tensor& src);
+
+  // ---- fused nn kernels (inputs contiguous) ----
+  // Softmax or log-softmax over `dim` of a contiguous tensor.
+  virtual void softmax_forward(const Tensor& in, const Tensor& out, int dim, bool log);
+  // grad_in from the forward output and grad_out.
+  virtual void softmax_backward(const Tensor& out, const Tensor& grad_out, const Tensor& grad_in, int dim, bool log);
+  // in viewed as [rows, cols], normalised over cols. weight/bias [cols] may be undefined.
+  // Writes out, and mean/rstd [rows] (float32 for f32 input, else in's dtype) for backward.
+  virtual void layer_norm_forward(const Tensor& in, const Tensor& weight, const Tensor& bias, double eps,
+                                  const Tensor& out, const Tensor& mean, const Tensor& rstd);
+  // grad_weight/grad_bias may be undefined (not needed); they are overwritten, not accumulated.
+  virtual void layer_norm_backward(const Tensor& grad_out, const Tensor& in, const Tensor& mean,
+                                   const Tensor& rstd, const Tensor& weight, const Tensor& grad_in,
+                                   const Tensor& grad_weight, const Tensor& grad_bias);
+  // logits [N, C], target [N] int64. losses [N]: per-row loss, 0 where target == ignore_index.
+  // lse [N]: logsumexp of each row, kept for backward.
+  virtual void cross_entropy_forward(const Tensor& logits, const Tensor& target, int64_t ignore_index,
+                                     double label_smoothing, const Tensor& losses, const Tensor& lse);
+  // grad_logits [N, C] = grad_losses[n] * (softmax - smoothed one-hot); 0 on ignored rows.
+  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse,
+                                      const Tensor& grad_losses, int64_t ignore_index, double label_smoothing,
+                                      const Tensor& grad_logits);
+  // out = in * mask / (1 - p), mask[i] = uniform(i) >= p (uint8, one word per element).
+  virtual void dropout_forward(const Tensor& in, const Tensor& out, const Tensor& mask, double p,
+                               GeneratorState state);
+
+ protected:
+  [[noreturn]] void missing(const char* kernel) const;
+};
+
+// The backend for a device; an error names the device if none is available.
+Backend& backend_for(Device device);
+inline Backend& backend_for(const Tensor& t) { return backend_for(t.device()); }
+void register_backend(DeviceType type, Backend* backend);
+bool is_backend_available(DeviceType type);
+
+}  // namespace luna

@@ -1,0 +1,39 @@
+// The CPU backend: OpenBLAS for GEMM, OpenMP loops for everything else. Its kernels are split by
+// concern across backends/cpu/*.cpp; this class only declares them.
+#pragma once
+#include <luna/backends/backend.h>
+
+namespace luna::cpu {
+
+class CpuBackend final : public Backend {
+ public:
+  Device device() const override { return Device::cpu(); }
+
+  // memory.cpp
+  void copy(const Tensor& src, const Tensor& dst) override;
+  void fill(const Tensor& dst, Scalar value) override;
+  void arange(const Tensor& out, double start, double step) override;
+  void random(const Tensor& out, RandomKind kind, double a, double b, GeneratorState state) override;
+
+  // unary.cpp (unary, unary_backward, where) and binary.cpp (binary)
+  void unary(UnaryOp op, const Tensor& in, const Tensor& out, const UnaryParams& params) override;
+  void unary_backward(UnaryOp op, const Tensor& in, const Tensor& result, const Tensor& grad_out,
+                      const Tensor& grad_in, const UnaryParams& params) override;
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) override;
+  void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) override;
+
+  // reduce.cpp
+  void reduce(ReduceOp op, const Tensor& in, const Tensor& out, uint32_t reduce_mask) override;
+  void arg_reduce(ReduceOp op, const Tensor& in, int dim, const Tensor& values, const Tensor& indices) override;
+
+  // gemm.cpp
+  void gemm(const GemmArgs& args) override;
+
+  // index.cpp: index_select, index_add, gather, scatter_add (added with their kernels)
+  // INDEX_KERNELS
+
+  // nn_kernels.cpp: softmax, layer_norm, cross_entropy, dropout (added with their kernels)
+  // NN_KERNELS
+};
+
+}  // namespace luna::cpu

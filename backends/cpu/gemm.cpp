@@ -1,0 +1,31 @@
+// GEMM on OpenBLAS. Row-major with transpose flags, so transposed views never get copied.
+#include <luna/backends/cpu/cpu_backend.h>
+
+#include <cblas.h>
+
+namespace luna::cpu {
+
+void CpuBackend::gemm(const GemmArgs& g) {
+  const CBLAS_TRANSPOSE ta = g.trans_a ? CblasTrans : CblasNoTrans;
+  const CBLAS_TRANSPOSE tb = g.trans_b ? CblasTrans : CblasNoTrans;
+  if (g.m == 0 || g.n == 0) return;
+  for (int64_t i = 0; i < g.batch; ++i) {
+    if (g.dtype == kFloat32) {
+      const float* a = static_cast<const float*>(g.a) + i * g.stride_a;
+      const float* b = static_cast<const float*>(g.b) + i * g.stride_b;
+      float* c = static_cast<float*>(g.c) + i * g.stride_c;
+      cblas_sgemm(CblasRowMajor, ta, tb, blasint(g.m), blasint(g.n), blasint(g.k), float(g.alpha), a,
+                  blasint(g.lda), b, blasint(g.ldb), float(g.beta), c, blasint(g.ldc));
+    } else if (g.dtype == kFloat64) {
+      const double* a = static_cast<const double*>(g.a) + i * g.stride_a;
+      const double* b = static_cast<const double*>(g.b) + i * g.stride_b;
+      double* c = static_cast<double*>(g.c) + i * g.stride_c;
+      cblas_dgemm(CblasRowMajor, ta, tb, blasint(g.m), blasint(g.n), blasint(g.k), g.alpha, a, blasint(g.lda),
+                  b, blasint(g.ldb), g.beta, c, blasint(g.ldc));
+    } else {
+      LUNA_FAIL("matmul: dtype ", g.dtype, " is not supported on the CPU (expected float32 or float64)");
+    }
+  }
+}
+
+}  // namespace luna::cpu

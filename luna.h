@@ -1,0 +1,20 @@
+// Umbrella header: the public API of luna.
+#pragma once
+#include <luna/core/allocator.h>
+#include <luna/core/dtype.h>
+#include <luna/core/device.h>
+#include <luna/core/error.h>
+#include <luna/core/generator.h>
+#include <luna/core/scalar.h>
+#include <luna/core/shape.h>
+#include <luna/core/tensor.h>
+#include <luna/core/threads.h>
+#include <luna/autograd/engine.h>
+#include <luna/autograd/grad_mode.h>
+#include <luna/autograd/gradcheck.h>
+#include <luna/ops/elementwise.h>
+#include <luna/ops/factories.h>
+#include <luna/ops/indexing.h>
+#include <luna/ops/linalg.h>
+#include <luna/ops/nn_functional.h>
+#include <luna/ops/reduce.h>
