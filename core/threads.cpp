@@ -37,6 +37,7 @@ int get_num_threads() {
 void init_threads() {
   static std::once_flag once;
   std::call_once(once, [] {
+    if (current_threads != 0) return;  // set_num_threads() was called first: it wins
     int n = available_cores();
     if (const char* env = std::getenv("LUNA_NUM_THREADS")) {
       char* end = nullptr;

@@ -35,7 +35,10 @@ Tensor record(const char* op, Tensor out, std::initializer_list<Tensor> inputs,
   std::vector<autograd::SavedTensor> saved_tensors;
   saved_tensors.reserve(saved.size());
   for (const Tensor& t : saved) saved_tensors.emplace_back(t);
-  auto node = std::make_shared<FunctionNode>(std::string(op) + "Backward", std::move(saved_tensors),
+  // PyTorch-style node names: "mul" -> "MulBackward".
+  std::string node_name(op);
+  if (!node_name.empty() && node_name[0] >= 'a' && node_name[0] <= 'z') node_name[0] = char(node_name[0] - 'a' + 'A');
+  auto node = std::make_shared<FunctionNode>(node_name + "Backward", std::move(saved_tensors),
                                              std::move(backward));
   node->op_name = op;
   node->next_edges.reserve(inputs.size());

@@ -1,4 +1,5 @@
 // Printing tensors the way PyTorch does: nested brackets, then dtype and device when not default.
+#include <luna/autograd/node.h>
 #include <luna/core/tensor.h>
 
 #include <cmath>
@@ -39,7 +40,7 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t) {
   os << "tensor(" << body.str();
   if (t.dtype() != kFloat32 && t.dtype() != kInt64) os << ", dtype=" << t.dtype();
   if (!t.device().is_cpu()) os << ", device='" << t.device() << "'";
-  if (t.grad_fn()) os << ", grad_fn=<" << "Backward" << ">";
+  if (t.grad_fn()) os << ", grad_fn=<" << t.grad_fn()->name() << ">";
   else if (t.requires_grad()) os << ", requires_grad=True";
   return os << ")";
 }

@@ -27,7 +27,7 @@ inline void require_close(const std::vector<double>& got, const std::vector<doub
   for (size_t i = 0; i < got.size(); ++i) {
     const bool both_nan = std::isnan(got[i]) && std::isnan(want[i]);
     const bool same_inf = std::isinf(got[i]) && got[i] == want[i];
-    if (both_nan || same_inf) continue;
+    if (both_nan || same_inf || got[i] == want[i]) continue;
     const double ratio = std::abs(got[i] - want[i]) / (atol + rtol * std::abs(want[i]));
     if (!(ratio <= worst_ratio)) {
       worst_ratio = ratio;
