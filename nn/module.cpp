@@ -20,7 +20,7 @@ void Module::check_name(const std::string& name, const char* what) const {
              "' is already registered");
 }
 
-Tensor& Module::register_parameter(const std::string& name, Tensor tensor, bool requires_grad) {
+Tensor Module::register_parameter(const std::string& name, Tensor tensor, bool requires_grad) {
   check_name(name, "parameter");
   LUNA_CHECK(tensor.defined(), type_name_, ": parameter '", name, "' is undefined");
   if (tensor.grad_fn()) tensor = tensor.detach();
@@ -29,7 +29,7 @@ Tensor& Module::register_parameter(const std::string& name, Tensor tensor, bool 
   return parameters_.back().second;
 }
 
-Tensor& Module::register_buffer(const std::string& name, Tensor tensor) {
+Tensor Module::register_buffer(const std::string& name, Tensor tensor) {
   check_name(name, "buffer");
   LUNA_CHECK(tensor.defined(), type_name_, ": buffer '", name, "' is undefined");
   buffers_.emplace_back(name, tensor.detach());

@@ -27,8 +27,8 @@ class Module {
   const std::string& type_name() const { return type_name_; }
 
   // Registration. Names may not contain '.' and must be unique within this module.
-  Tensor& register_parameter(const std::string& name, Tensor tensor, bool requires_grad = true);
-  Tensor& register_buffer(const std::string& name, Tensor tensor);
+  Tensor register_parameter(const std::string& name, Tensor tensor, bool requires_grad = true);
+  Tensor register_buffer(const std::string& name, Tensor tensor);
   template <class M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
     add_child(name, module);
