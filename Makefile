@@ -1,6 +1,6 @@
 # Thin wrapper over CMake. `make demo` runs the main job, `make test` runs the tests.
 JOBS ?= $(shell nproc)
-.PHONY: all deps build demo test test-asan bench clean
+.PHONY: all deps build demo test example test-asan bench clean fuzz
 
 all: build
 
@@ -16,6 +16,14 @@ demo: build
 
 test: build
 	cd build && ctest --output-on-failure -j $(JOBS)
+	@$(MAKE) --no-print-directory example
+
+# Installs luna into build/install and builds examples/mlp against it as an outside project would.
+example: build
+	@cmake --install build --prefix build/install >/dev/null
+	@cmake -S examples/mlp -B build/example -DCMAKE_PREFIX_PATH=$(CURDIR)/build/install >/dev/null
+	@cmake --build build/example -j $(JOBS)
+	./build/example/train_mlp build/example/mlp.safetensors
 
 test-asan: deps
 	@cmake --preset asan >/dev/null
@@ -27,3 +35,13 @@ bench: build
 
 clean:
 	rm -rf build build-asan
+
+# libFuzzer targets (tests/fuzz/fuzz_*.cpp) built by clang with ASan+UBSan, each run for
+# FUZZ_SECONDS over a copy of its seed corpus; fails on any crash or sanitizer report.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@bash scripts/install_fuzz_deps.sh
+	@cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+	  -DLUNA_BUILD_FUZZ=ON -DLUNA_CUDA=OFF -DLUNA_BUILD_BENCH=OFF >/dev/null
+	@cmake --build build-fuzz -j $(JOBS) --target luna_fuzzers
+	@bash scripts/run_fuzzers.sh build-fuzz $(FUZZ_SECONDS)

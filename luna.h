@@ -18,3 +18,12 @@
 #include <luna/ops/linalg.h>
 #include <luna/ops/nn_functional.h>
 #include <luna/ops/reduce.h>
+#include <luna/core/safetensors.h>
+#include <luna/nn/attention.h>
+#include <luna/nn/containers.h>
+#include <luna/nn/init.h>
+#include <luna/nn/layers.h>
+#include <luna/nn/module.h>
+#include <luna/nn/optim.h>
+#include <luna/nn/train_state.h>
+#include <luna/nn/transformer.h>

@@ -145,6 +145,18 @@ NamedTensors Module::state_dict() const {
 }
 
 void Module::load_state_dict(const NamedTensors& state, bool strict) {
+  check_state_dict(state, strict);
+  const NamedTensors own = state_dict();
+  std::map<std::string, const Tensor*> given;
+  for (const auto& [name, t] : state) given[name] = &t;
+  NoGradGuard no_grad;
+  for (const auto& [name, t] : own) {
+    auto it = given.find(name);
+    if (it != given.end()) t.copy_(*it->second);
+  }
+}
+
+void Module::check_state_dict(const NamedTensors& state, bool strict) const {
   const NamedTensors own = state_dict();
   std::map<std::string, const Tensor*> given;
   for (const auto& [name, t] : state) given[name] = &t;
@@ -185,11 +197,6 @@ void Module::load_state_dict(const NamedTensors& state, bool strict) {
     list("size or dtype mismatch", mismatched);
     os << "\nNothing was loaded.";
     throw Error(os.str());
-  }
-  NoGradGuard no_grad;
-  for (const auto& [name, t] : own) {
-    auto it = given.find(name);
-    if (it != given.end()) t.copy_(*it->second);
   }
 }
 

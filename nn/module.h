@@ -69,6 +69,8 @@ class Module {
   // dtype) is collected and reported in one error before anything is written, so a failed load
   // leaves the module untouched. strict=false ignores missing and unexpected keys only.
   void load_state_dict(const NamedTensors& state, bool strict = true);
+  // The checks of load_state_dict without loading: throws the same error, writes nothing.
+  void check_state_dict(const NamedTensors& state, bool strict = true) const;
 
   // One line per module, like PyTorch's repr.
   virtual void pretty_print(std::ostream& os) const { os << type_name_ << "()"; }

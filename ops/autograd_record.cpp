@@ -18,15 +18,23 @@ void FunctionNode::release_saved() {
   fn_ = nullptr;
 }
 
-bool needs_grad(std::initializer_list<Tensor> inputs) {
+bool needs_grad(const std::vector<Tensor>& inputs) {
   if (!GradMode::is_enabled()) return false;
   for (const Tensor& t : inputs)
     if (t.defined() && t.requires_grad()) return true;
   return false;
 }
 
+bool needs_grad(std::initializer_list<Tensor> inputs) { return needs_grad(std::vector<Tensor>(inputs)); }
+
 Tensor record(const char* op, Tensor out, std::initializer_list<Tensor> inputs,
               std::initializer_list<Tensor> saved, BackwardFn backward) {
+  if (!needs_grad(inputs)) return out;
+  return record(op, std::move(out), std::vector<Tensor>(inputs), std::vector<Tensor>(saved), std::move(backward));
+}
+
+Tensor record(const char* op, Tensor out, const std::vector<Tensor>& inputs, const std::vector<Tensor>& saved,
+              BackwardFn backward) {
   if (!needs_grad(inputs)) return out;
   if (autograd::is_anomaly_enabled()) {
     LUNA_CHECK(!autograd::has_non_finite(out), "anomaly: forward of '", op, "' produced a non-finite value in its ",

@@ -39,10 +39,14 @@ class FunctionNode final : public autograd::Node {
 
 // True when grad mode is on and any input requires grad.
 bool needs_grad(std::initializer_list<Tensor> inputs);
+bool needs_grad(const std::vector<Tensor>& inputs);
 
 // Attaches a backward node to `out` if needed (see above) and, in anomaly mode, checks `out`.
 Tensor record(const char* op, Tensor out, std::initializer_list<Tensor> inputs,
               std::initializer_list<Tensor> saved, BackwardFn backward);
+// The same for a runtime-sized list of inputs (cat).
+Tensor record(const char* op, Tensor out, const std::vector<Tensor>& inputs, const std::vector<Tensor>& saved,
+              BackwardFn backward);
 
 // Sums a broadcast gradient back to `shape` (the inverse of expanding shape to grad's shape).
 Tensor sum_to(const Tensor& grad, const Dims& shape);
