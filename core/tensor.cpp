@@ -68,6 +68,11 @@ Tensor Tensor::detach() const {
   return make_tensor(impl()->storage(), sizes(), strides(), storage_offset(), dtype());
 }
 
+void Tensor::set_data(const Tensor& data) const {
+  LUNA_CHECK(data.defined(), "set_data: new data is undefined");
+  impl()->set_data(data.impl()->storage(), data.sizes(), data.strides(), data.storage_offset(), data.dtype());
+}
+
 namespace {
 template <class T>
 T read_as(const Tensor& cpu_tensor) {

@@ -59,6 +59,15 @@ class TensorImpl {
   int64_t offset() const { return offset_; }
   DType dtype() const { return dtype_; }
   AutogradMeta& autograd() { return autograd_; }
+  // Re-points this tensor at other data, keeping its identity and autograd metadata (used to move
+  // parameters between devices/dtypes without invalidating handles that optimizers hold).
+  void set_data(Storage storage, Dims sizes, Dims strides, int64_t offset, DType dtype) {
+    storage_ = std::move(storage);
+    sizes_ = sizes;
+    strides_ = strides;
+    offset_ = offset;
+    dtype_ = dtype;
+  }
   const AutogradMeta& autograd() const { return autograd_; }
 
  private:
@@ -115,6 +124,9 @@ class Tensor {
   bool is_leaf() const { return grad_fn() == nullptr; }
   // Same data, no history: shares storage and the version counter.
   Tensor detach() const;
+  // Replaces this tensor's data (storage, shape, dtype) with `data`'s, keeping its identity,
+  // requires_grad and .grad handle (like torch's `param.data = ...`).
+  void set_data(const Tensor& data) const;
   void backward(const Tensor& gradient = Tensor(), bool retain_graph = false) const;
 
   // A single-element tensor's value; copies to the CPU if needed.
