@@ -73,9 +73,7 @@ void run(const Tensor& root, const Tensor& grad_root, bool retain_graph, const C
       if (dynamic_cast<AccumulateGrad*>(node.get())) run_node = false;  // grad() never touches .grad
     }
     if (run_node) {
-      LUNA_CHECK(!node->released, node->name(), ": trying to backward through the graph a second time (the "
-                 "saved tensors were freed after the first backward). Pass retain_graph=true to the first "
-                 "backward() to keep them.");
+      // A node whose saved tensors were freed reports a second backward itself (FunctionNode).
       input_grads = node->apply(grad);
       if (anomaly) {
         for (size_t i = 0; i < input_grads.size(); ++i)
@@ -83,10 +81,7 @@ void run(const Tensor& root, const Tensor& grad_root, bool retain_graph, const C
                      node->op_name, "' (", node->name(), ") produced a non-finite gradient for its input ", i,
                      " of shape ", input_grads[i].sizes());
       }
-      if (!retain_graph) {
-        node->release_saved();
-        node->released = true;
-      }
+      if (!retain_graph) node->release_saved();
     }
     for (size_t i = 0; i < node->next_edges.size(); ++i) {
       const std::shared_ptr<Node>& next = node->next_edges[i].node;
@@ -112,10 +107,14 @@ void backward(const Tensor& root, const Tensor& grad_root, bool retain_graph) {
 std::vector<Tensor> grad(const Tensor& output, const std::vector<Tensor>& inputs, const Tensor& grad_output,
                          bool retain_graph) {
   CaptureMap captures;
+  // Held for the whole run: a leaf's accumulator is cached only weakly, and the capture map is
+  // keyed by address.
+  std::vector<Edge> input_edges;
   for (size_t i = 0; i < inputs.size(); ++i) {
-    const Edge e = gradient_edge(inputs[i]);
-    LUNA_CHECK(e.node != nullptr, "autograd::grad: input ", i, " (", inputs[i].str(), ") does not require grad");
-    captures[e.node.get()] = i;
+    input_edges.push_back(gradient_edge(inputs[i]));
+    LUNA_CHECK(input_edges.back().node != nullptr, "autograd::grad: input ", i, " (", inputs[i].str(),
+               ") does not require grad");
+    captures[input_edges.back().node.get()] = i;
   }
   std::vector<Tensor> captured(inputs.size());
   run(output, grad_output, retain_graph, &captures, &captured);

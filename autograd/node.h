@@ -47,7 +47,6 @@ class Node : public std::enable_shared_from_this<Node> {
   std::vector<Edge> next_edges;
   std::vector<Dims> input_sizes;  // one per edge: the engine checks every gradient against it
   std::string op_name;        // the forward op, for anomaly messages ("log")
-  bool released = false;      // saved tensors freed by a backward without retain_graph
 };
 
 // The leaf sink: adds the incoming gradient into the leaf's .grad.

@@ -114,7 +114,7 @@ class Backend {
   // grad_in from the forward output and grad_out.
   virtual void softmax_backward(const Tensor& out, const Tensor& grad_out, const Tensor& grad_in, int dim, bool log);
   // in viewed as [rows, cols], normalised over cols. weight/bias [cols] may be undefined.
-  // Writes out, and mean/rstd [rows] (float32 for f32 input, else in's dtype) for backward.
+  // Writes out, and mean/rstd [rows] (float64 for f64 input, float32 otherwise) for backward.
   virtual void layer_norm_forward(const Tensor& in, const Tensor& weight, const Tensor& bias, double eps,
                                   const Tensor& out, const Tensor& mean, const Tensor& rstd);
   // grad_weight/grad_bias may be undefined (not needed); they are overwritten, not accumulated.

@@ -44,6 +44,13 @@ Tensor to_input(const Tensor& g, const Dims& sizes, DType dtype) {
 Tensor compare(BinaryOp op, const Tensor& a, const Tensor& b) {
   return run(op, prepare(a, b, binary_op_name(op)));
 }
+
+// PyTorch rejects a fractional alpha for integer operands rather than silently going to float.
+void check_alpha(const char* op, const Tensor& a, const Tensor& b, Scalar alpha) {
+  LUNA_CHECK(alpha.is_integral() || luna::is_floating_point(promote_types(a.dtype(), b.dtype())), op,
+             ": alpha ", alpha.to_double(), " must be an integer for integer operands (", a.dtype(), " and ",
+             b.dtype(), ")");
+}
 }  // namespace
 
 Tensor wrap_scalar(Scalar value, const Tensor& like) {
@@ -58,7 +65,10 @@ Tensor wrap_scalar(Scalar value, const Tensor& like) {
 
 Tensor add(const Tensor& a, const Tensor& b, Scalar alpha) {
   const bool unit = alpha.is_integral() && alpha.to_int() == 1;
-  if (!unit) return add(a, mul(b, wrap_scalar(alpha, b)));
+  if (!unit) {
+    check_alpha("add", a, b, alpha);
+    return add(a, mul(b, wrap_scalar(alpha, b)));
+  }
   Tensor out = run(BinaryOp::Add, prepare(a, b, "add"));
   const Dims sa = a.sizes(), sb = b.sizes();
   const DType da = a.dtype(), db = b.dtype();
@@ -68,8 +78,14 @@ Tensor add(const Tensor& a, const Tensor& b, Scalar alpha) {
 }
 
 Tensor sub(const Tensor& a, const Tensor& b, Scalar alpha) {
+  LUNA_CHECK(!(a.defined() && b.defined() && a.dtype() == kBool && b.dtype() == kBool),
+             "sub: subtracting two bool tensors is not supported; to invert a mask use logical ops "
+             "(e.g. logical_and, or where)");
   const bool unit = alpha.is_integral() && alpha.to_int() == 1;
-  if (!unit) return sub(a, mul(b, wrap_scalar(alpha, b)));
+  if (!unit) {
+    check_alpha("sub", a, b, alpha);
+    return sub(a, mul(b, wrap_scalar(alpha, b)));
+  }
   Tensor out = run(BinaryOp::Sub, prepare(a, b, "sub"));
   const Dims sa = a.sizes(), sb = b.sizes();
   const DType da = a.dtype(), db = b.dtype();
@@ -196,8 +212,18 @@ Tensor operator-(const Tensor& a) { return neg(a); }
 
 // ---- in place: compute out of place, write back, and take over the new history ----
 namespace {
+// True when several elements of t share one memory location (an expand()ed dim).
+bool has_internal_overlap(const Tensor& t) {
+  for (int d = 0; d < t.dim(); ++d)
+    if (t.sizes()[d] > 1 && t.strides()[d] == 0) return true;
+  return false;
+}
+
 const Tensor& assign_inplace(const char* op, const Tensor& self, const Tensor& result) {
   ops::check_inplace(op, self);
+  // As in PyTorch: the outcome would depend on which write lands last.
+  LUNA_CHECK(!has_internal_overlap(self), op, ": more than one element of the written-to tensor (shape ",
+             self.sizes(), ", strides ", self.strides(), ") refers to a single memory location; clone() it first");
   LUNA_CHECK(result.sizes() == self.sizes(), op, ": the result of shape ", result.sizes(),
              " cannot be written in place into a tensor of shape ", self.sizes(), " (broadcasting would grow it)");
   {
@@ -210,6 +236,22 @@ const Tensor& assign_inplace(const char* op, const Tensor& self, const Tensor& r
     self.impl()->autograd().requires_grad = true;
   }
   return self;
+}
+
+// PyTorch refuses an in-place op whose result type self cannot hold (a float result in an integer
+// tensor, a number in a bool tensor) instead of silently truncating it.
+const Tensor& assign_binary_inplace(const char* op, const Tensor& self, const Tensor& result) {
+  const DType want = self.dtype(), got = result.dtype();
+  const bool fits = (luna::is_floating_point(want) || !luna::is_floating_point(got)) && (want != kBool || got == kBool);
+  LUNA_CHECK(fits, op, ": result type ", got, " can't be cast to the desired output type ", want,
+             "; use the out-of-place op or convert self with .to(", got, ") first");
+  return assign_inplace(op, self, result);
+}
+
+// Ops whose backward reads self must record a copy of its old value, since self is about to be
+// overwritten (PyTorch saves the "original self" the same way).
+Tensor original_self(const Tensor& self, const Tensor& other) {
+  return ops::needs_grad({self, other}) ? self.clone() : self;
 }
 
 // Without autograd and with a contiguous self, the kernel writes straight into self.
@@ -234,22 +276,22 @@ bool try_direct(BinaryOp op, const Tensor& self, const Tensor& other, const char
 const Tensor& Tensor::add_(const Tensor& other, Scalar alpha) const {
   const bool unit = alpha.is_integral() && alpha.to_int() == 1;
   if (unit && try_direct(BinaryOp::Add, *this, other, "add_")) return *this;
-  return assign_inplace("add_", *this, luna::add(*this, other, alpha));
+  return assign_binary_inplace("add_", *this, luna::add(*this, other, alpha));
 }
 const Tensor& Tensor::add_(Scalar other) const { return add_(wrap_scalar(other, *this)); }
 const Tensor& Tensor::sub_(const Tensor& other, Scalar alpha) const {
   const bool unit = alpha.is_integral() && alpha.to_int() == 1;
   if (unit && try_direct(BinaryOp::Sub, *this, other, "sub_")) return *this;
-  return assign_inplace("sub_", *this, luna::sub(*this, other, alpha));
+  return assign_binary_inplace("sub_", *this, luna::sub(*this, other, alpha));
 }
 const Tensor& Tensor::mul_(const Tensor& other) const {
   if (try_direct(BinaryOp::Mul, *this, other, "mul_")) return *this;
-  return assign_inplace("mul_", *this, luna::mul(*this, other));
+  return assign_binary_inplace("mul_", *this, luna::mul(original_self(*this, other), other));
 }
 const Tensor& Tensor::mul_(Scalar other) const { return mul_(wrap_scalar(other, *this)); }
 const Tensor& Tensor::div_(const Tensor& other) const {
   if (try_direct(BinaryOp::Div, *this, other, "div_")) return *this;
-  return assign_inplace("div_", *this, luna::div(*this, other));
+  return assign_binary_inplace("div_", *this, luna::div(*this, other));
 }
 const Tensor& Tensor::div_(Scalar other) const { return div_(wrap_scalar(other, *this)); }
 

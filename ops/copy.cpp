@@ -66,6 +66,10 @@ Tensor Tensor::to(Device target_device, DType target_dtype) const {
 const Tensor& Tensor::copy_(const Tensor& src) const {
   LUNA_CHECK(src.defined(), "copy_: source tensor is undefined");
   ops::check_inplace("copy_", *this);
+  // As in PyTorch: with an expand()ed destination the outcome would depend on which write lands last.
+  for (int d = 0; d < dim(); ++d)
+    LUNA_CHECK(sizes()[d] <= 1 || strides()[d] != 0, "copy_: more than one element of the written-to tensor (shape ",
+               sizes(), ", strides ", strides(), ") refers to a single memory location; clone() it first");
   Tensor source;
   {
     NoGradGuard no_grad;

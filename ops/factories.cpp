@@ -67,13 +67,16 @@ Tensor arange(Scalar start, Scalar end, Scalar step, std::optional<TensorOptions
 
 Tensor linspace(double start, double end, int64_t steps, TensorOptions options) {
   LUNA_CHECK(steps >= 0, "linspace: number of steps must be non-negative, got ", steps);
-  Tensor t = empty_tensor({steps}, options.dtype_, options.device_);
-  if (steps == 1) {
-    backend_for(t).fill(t, start);
-  } else if (steps > 1) {
-    backend_for(t).arange(t, start, (end - start) / double(steps - 1));
-  }
-  return finish(t, options);
+  // Computed in double on the host like PyTorch: the first half counts up from start and the
+  // second half back from end, so both endpoints are exact (start + (steps-1)*step may miss end).
+  Tensor host = empty_tensor({steps}, kFloat64, Device::cpu());
+  double* p = host.data_ptr<double>();
+  const double step = steps > 1 ? (end - start) / double(steps - 1) : 0.0;
+  const int64_t halfway = steps / 2;
+  for (int64_t i = 0; i < steps; ++i)
+    p[i] = i < halfway ? start + step * double(i) : end - step * double(steps - i - 1);
+  if (steps == 1) p[0] = start;
+  return finish(host.to(options.device_, options.dtype_), options);
 }
 
 Tensor rand(const Dims& size, TensorOptions options, Generator* generator) {

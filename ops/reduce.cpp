@@ -48,13 +48,15 @@ int64_t reduced_count(const Tensor& x, uint32_t mask) {
   return n;
 }
 
-// Runs the kernel; result has the final shape. No autograd.
+// Runs the kernel; result has the final shape. No autograd. The result is allocated in its final
+// shape and the kernel writes through a keepdim-shaped alias, so the result is not a view (a view
+// would refuse later in-place ops under autograd).
 Tensor reduce_raw(ReduceOp op, const Tensor& x, uint32_t mask, bool keepdim, DType dtype) {
   Tensor input = x.detach();
   if (input.dtype() != dtype) input = input.to(dtype);
-  Tensor out = empty_tensor(keepdim_shape(x, mask), dtype, x.device());
-  backend_for(out).reduce(op, input, out, mask);
-  return keepdim ? out : out.view(final_shape(x, mask, keepdim));
+  Tensor out = empty_tensor(final_shape(x, mask, keepdim), dtype, x.device());
+  backend_for(out).reduce(op, input, keepdim ? out : out.view(keepdim_shape(x, mask)), mask);
+  return out;
 }
 
 // Gradient of a reduction, brought back to x's shape: g (final shape) re-expanded.
@@ -100,13 +102,11 @@ std::tuple<Tensor, Tensor> extreme_dim(ReduceOp op, const Tensor& x, int64_t dim
   LUNA_CHECK(x.sizes()[d] > 0, name, ": cannot reduce over dim ", d, " of size 0 (shape ", x.sizes(), ")");
   Dims keep = x.sizes();
   keep[d] = 1;
-  Tensor values = empty_tensor(keep, x.dtype(), x.device());
-  Tensor indices = empty_tensor(keep, kInt64, x.device());
-  backend_for(x).arg_reduce(op, x.detach(), d, values, indices);
-  if (!keepdim) {
-    values = values.squeeze(d);
-    indices = indices.squeeze(d);
-  }
+  // Allocated in the final shape (not squeezed views of the keepdim form, see reduce_raw).
+  const Dims out_shape = keepdim ? keep : final_shape(x, uint32_t(1) << d, false);
+  Tensor values = empty_tensor(out_shape, x.dtype(), x.device());
+  Tensor indices = empty_tensor(out_shape, kInt64, x.device());
+  backend_for(x).arg_reduce(op, x.detach(), d, values.view(keep), indices.view(keep));
   const Dims xs = x.sizes();
   values = record(name, values, {x}, {indices}, [keep, xs, d](const Tensor& g, const Saved& s) {
     // Route each gradient to the position its index names.
@@ -181,9 +181,8 @@ Tensor logsumexp(const Tensor& x, const Dims& dims, bool keepdim) {
   Dims red;
   for (int d = 0; d < x.dim(); ++d)
     if (mask >> d & 1) red.push_back(d);
-  Tensor summed = red.empty() ? exp(x - shift) : sum_impl(exp(x - shift), red, true);
-  Tensor out = log(summed) + shift;
-  return keepdim ? out : out.reshape(final_shape(x, mask, false));
+  Tensor summed = red.empty() ? exp(x - shift) : sum_impl(exp(x - shift), red, keepdim);
+  return log(summed) + (keepdim ? shift : shift.reshape(final_shape(x, mask, false)));
 }
 
 Tensor norm(const Tensor& x, double p) { return norm(x, p, Dims{}, false); }
@@ -200,14 +199,14 @@ Tensor norm(const Tensor& x, double p, const Dims& dims, bool keepdim) {
   {
     NoGradGuard no_grad;
     const Tensor powered = p == 2.0 ? x.detach() * x.detach() : x.detach().abs().pow(p);
-    out = (red.empty() ? powered : powered.sum(red, true)).pow(1.0 / p);
+    out = (red.empty() ? powered : powered.sum(red, keepdim)).pow(1.0 / p);
   }
-  const Dims keep = out.sizes(), xs = x.sizes();
-  out = keepdim ? out : out.reshape(final_shape(x, mask, false));
+  const Dims keep = keepdim_shape(x, mask), xs = x.sizes();
   return record("norm", out, {x}, {x, out}, [p, keep, xs](const Tensor& g, const Saved& s) {
-    // d||x||_p/dx = x |x|^(p-2) / ||x||^(p-1); taken as 0 where the norm is 0 (PyTorch's choice).
+    // d||x||_p/dx = sign(x) |x|^(p-1) / ||x||^(p-1); taken as 0 where the norm is 0 (PyTorch's
+    // choice). sign(x) rather than x/|x| keeps the p = 1 gradient at x = 0 finite (0).
     const Tensor n = s[1].reshape(keep);
-    const Tensor scale = p == 2.0 ? s[0] / n : s[0] * s[0].abs().pow(p - 2) / n.pow(p - 1);
+    const Tensor scale = p == 2.0 ? s[0] / n : sign(s[0]) * s[0].abs().pow(p - 1) / n.pow(p - 1);
     const Tensor safe = where(eq(n, wrap_scalar(0, n)).expand(xs), wrap_scalar(0, g), scale);
     return Grads{g.reshape(keep).expand(xs) * safe};
   });

@@ -77,18 +77,31 @@ Tensor softplus(const Tensor& x, double beta, double threshold) {
 }
 
 Tensor pow(const Tensor& base, Scalar exponent) {
-  if (!base.is_floating_point() && exponent.is_integral())
+  if (!base.is_floating_point() && exponent.is_integral()) {
+    LUNA_CHECK(exponent.to_int() >= 0 || base.dtype() == kBool, "pow: integers to negative integer powers are "
+               "not allowed (exponent ", exponent.to_int(), " for a ", base.dtype(), " tensor); convert the base "
+               "to float first");
     return pow(base, wrap_scalar(exponent, base));  // integer power stays integral
+  }
   UnaryParams p;
   p.a = exponent.to_double();
   return unary_op(UnaryOp::PowScalar, base, p);
 }
+
+namespace {
+// A fractional bound makes an integer tensor's clamp compute in float32, like PyTorch's promotion.
+bool has_float_bound(std::optional<Scalar> min, std::optional<Scalar> max) {
+  return (min && !min->is_integral()) || (max && !max->is_integral());
+}
+}  // namespace
 
 Tensor clamp(const Tensor& x, std::optional<Scalar> min, std::optional<Scalar> max) {
   LUNA_CHECK(min || max, "clamp: at least one of min and max must be given");
   UnaryParams p;
   if (min) { p.a = min->to_double(); p.has_a = true; }
   if (max) { p.b = max->to_double(); p.has_b = true; }
+  if (x.defined() && !x.is_floating_point() && has_float_bound(min, max))
+    return unary_op(UnaryOp::Clamp, x.to(kFloat32), p);
   return unary_op(UnaryOp::Clamp, x, p);
 }
 
@@ -147,7 +160,11 @@ Tensor Tensor::clamp(std::optional<Scalar> min, std::optional<Scalar> max) const
 Tensor Tensor::masked_fill(const Tensor& mask, Scalar value) const { return luna::masked_fill(*this, mask, value); }
 
 const Tensor& Tensor::clamp_(std::optional<Scalar> min, std::optional<Scalar> max) const {
-  return ops::assign_result_inplace("clamp_", *this, luna::clamp(*this, min, max));
+  LUNA_CHECK(is_floating_point() || !has_float_bound(min, max), "clamp_: result type float32 can't be cast to "
+             "the desired output type ", dtype(), " (a bound is fractional); use clamp() or integer bounds");
+  // clamp's backward reads its input, which is about to be overwritten: record a copy of it.
+  const Tensor input = ops::needs_grad({*this}) ? clone() : *this;
+  return ops::assign_result_inplace("clamp_", *this, luna::clamp(input, min, max));
 }
 const Tensor& Tensor::masked_fill_(const Tensor& mask, Scalar value) const {
   return ops::assign_result_inplace("masked_fill_", *this, luna::masked_fill(*this, mask, value));

@@ -181,6 +181,8 @@ Tensor Tensor::expand(const Dims& shape) const {
     }
     const int64_t have = this->sizes()[j];
     if (target == -1) target = have;
+    LUNA_CHECK(target >= 0, "expand: invalid size ", target, " at dim ", i, " in ", shape,
+               " (sizes must be non-negative, or -1 to keep the existing size)");
     LUNA_CHECK(have == target || have == 1, "expand: the expanded size ", target, " must match the existing size ",
                have, " at non-singleton dim ", i, " (tensor ", this->sizes(), ", target ", shape, ")");
     sizes.push_back(target);

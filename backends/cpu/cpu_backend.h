@@ -30,10 +30,25 @@ class CpuBackend final : public Backend {
   void gemm(const GemmArgs& args) override;
 
   // index.cpp: index_select, index_add, gather, scatter_add (added with their kernels)
-  // INDEX_KERNELS
+  void index_select(const Tensor& in, int dim, const Tensor& index, const Tensor& out) override;
+  void index_add(const Tensor& self, int dim, const Tensor& index, const Tensor& src) override;
+  void gather(const Tensor& in, int dim, const Tensor& index, const Tensor& out) override;
+  void scatter_add(const Tensor& self, int dim, const Tensor& index, const Tensor& src) override;
 
   // nn_kernels.cpp: softmax, layer_norm, cross_entropy, dropout (added with their kernels)
-  // NN_KERNELS
+  void softmax_forward(const Tensor& in, const Tensor& out, int dim, bool log) override;
+  void softmax_backward(const Tensor& out, const Tensor& grad_out, const Tensor& grad_in, int dim, bool log) override;
+  void layer_norm_forward(const Tensor& in, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
+                          const Tensor& mean, const Tensor& rstd) override;
+  void layer_norm_backward(const Tensor& grad_out, const Tensor& in, const Tensor& mean, const Tensor& rstd,
+                           const Tensor& weight, const Tensor& grad_in, const Tensor& grad_weight,
+                           const Tensor& grad_bias) override;
+  void cross_entropy_forward(const Tensor& logits, const Tensor& target, int64_t ignore_index, double label_smoothing,
+                             const Tensor& losses, const Tensor& lse) override;
+  void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse, const Tensor& grad_losses,
+                              int64_t ignore_index, double label_smoothing, const Tensor& grad_logits) override;
+  void dropout_forward(const Tensor& in, const Tensor& out, const Tensor& mask, double p,
+                       GeneratorState state) override;
 };
 
 }  // namespace luna::cpu

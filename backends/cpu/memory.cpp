@@ -8,11 +8,14 @@
 namespace luna::cpu {
 namespace {
 
-// Converts one value; bool targets test for non-zero like PyTorch.
+// Converts one value; bool targets test for non-zero like PyTorch (in the source type: a double
+// too small for float, such as 1e-50, is still true).
 template <class D, class S>
 inline D convert(S v) {
-  if constexpr (std::is_same_v<D, bool>) return float(v) != 0.0f;
-  else if constexpr (std::is_same_v<D, Half> || std::is_same_v<D, BFloat16>) return D(float(v));
+  if constexpr (std::is_same_v<D, bool>) {
+    if constexpr (std::is_same_v<S, Half> || std::is_same_v<S, BFloat16>) return float(v) != 0.0f;
+    else return v != S(0);
+  } else if constexpr (std::is_same_v<D, Half> || std::is_same_v<D, BFloat16>) return D(float(v));
   else if constexpr (std::is_same_v<S, Half> || std::is_same_v<S, BFloat16>) return D(float(v));
   else return static_cast<D>(v);
 }
@@ -32,6 +35,15 @@ void dispatch_any(DType dtype, Fn&& fn) {
     case kUInt8: fn.template operator()<uint8_t>(); break;
     case kBool: fn.template operator()<bool>(); break;
   }
+}
+
+// A uniform in [0, 1) from one random word. 16-bit floats use only as many bits as their
+// significand holds (11 / 8), so the value is exact in T and never rounds up to 1.
+template <class T>
+inline double uniform_for(uint32_t word) {
+  if constexpr (std::is_same_v<T, Half>) return double(word >> 21) * (1.0 / 2048.0);
+  else if constexpr (std::is_same_v<T, BFloat16>) return double(word >> 24) * (1.0 / 256.0);
+  else return double(uniform_float(word));
 }
 
 }  // namespace
@@ -129,7 +141,7 @@ void CpuBackend::random(const Tensor& out, RandomKind kind, double a, double b, 
         // Multiply-shift maps 32 random bits onto [0, range) with negligible bias.
         d[i] = convert<T>(int64_t(a) + int64_t((uint64_t(word) * range) >> 32));
       } else {
-        d[i] = convert<T>(float(a + (b - a) * double(uniform_float(word))));
+        d[i] = convert<T>(float(a + (b - a) * uniform_for<T>(word)));
       }
     }
   });

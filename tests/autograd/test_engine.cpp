@@ -164,3 +164,21 @@ TEST_CASE("without anomaly mode non-finite values pass through", "[autograd]") {
   Tensor x = leaf({-1.0});
   REQUIRE(std::isnan(values(x.log())[0]));
 }
+
+TEST_CASE("a leaf can take part in a new graph while an old graph is still alive", "[autograd]") {
+  Tensor x = leaf({1.0, 2.0});
+  Tensor a = x * 2.0;
+  a.sum().backward();
+  Tensor b = x * 3.0;  // `a` (and its graph) still alive
+  b.sum().backward();
+  require_close(x.grad(), {5.0, 5.0}, 0, 0);
+}
+
+TEST_CASE("autograd::grad of a tensor with respect to itself and to fresh leaves", "[autograd]") {
+  Tensor x = leaf({1.0, 2.0});
+  const std::vector<Tensor> self = autograd::grad(x, {x}, ones({2}, kFloat64));
+  require_close(self[0], {1.0, 1.0}, 0, 0);
+  Tensor y = leaf({3.0});
+  const std::vector<Tensor> g = autograd::grad((y * y).sum(), {y});
+  require_close(g[0], {6.0}, 0, 0);
+}
