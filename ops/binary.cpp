@@ -20,7 +20,7 @@ Operands prepare(const Tensor& a, const Tensor& b, const char* op) {
   LUNA_CHECK(a.device() == b.device() || a.dim() == 0 || b.dim() == 0, op, ": operands are on different devices (",
              a.device(), " and ", b.device(), ")");
   Operands o;
-  o.dtype = promote_types(a.dtype(), b.dtype());
+  o.dtype = result_type(a, b);
   o.shape = broadcast_shapes(a.sizes(), b.sizes(), op);
   const Device device = a.dim() == 0 && b.dim() != 0 ? b.device() : a.device();
   NoGradGuard no_grad;
@@ -47,11 +47,23 @@ Tensor compare(BinaryOp op, const Tensor& a, const Tensor& b) {
 
 // PyTorch rejects a fractional alpha for integer operands rather than silently going to float.
 void check_alpha(const char* op, const Tensor& a, const Tensor& b, Scalar alpha) {
-  LUNA_CHECK(alpha.is_integral() || luna::is_floating_point(promote_types(a.dtype(), b.dtype())), op,
+  LUNA_CHECK(alpha.is_integral() || luna::is_floating_point(result_type(a, b)), op,
              ": alpha ", alpha.to_double(), " must be an integer for integer operands (", a.dtype(), " and ",
              b.dtype(), ")");
 }
 }  // namespace
+
+namespace {
+int category(DType d) { return d == kBool ? 0 : (is_floating_point(d) ? 2 : 1); }
+}  // namespace
+
+DType result_type(const Tensor& a, const Tensor& b) {
+  const bool a_zero = a.dim() == 0, b_zero = b.dim() == 0;
+  if (a_zero == b_zero) return promote_types(a.dtype(), b.dtype());
+  const DType dimensioned = a_zero ? b.dtype() : a.dtype();
+  const DType zero_dim = a_zero ? a.dtype() : b.dtype();
+  return category(zero_dim) > category(dimensioned) ? promote_types(dimensioned, zero_dim) : dimensioned;
+}
 
 Tensor wrap_scalar(Scalar value, const Tensor& like) {
   DType dtype = like.dtype();
@@ -257,7 +269,7 @@ Tensor original_self(const Tensor& self, const Tensor& other) {
 // Without autograd and with a contiguous self, the kernel writes straight into self.
 bool try_direct(BinaryOp op, const Tensor& self, const Tensor& other, const char* name) {
   if (GradMode::is_enabled() && (self.requires_grad() || other.requires_grad())) return false;
-  if (!self.is_contiguous() || self.dtype() != promote_types(self.dtype(), other.dtype())) return false;
+  if (!self.is_contiguous() || self.dtype() != result_type(self, other)) return false;
   if (op == BinaryOp::Div && !luna::is_floating_point(self.dtype())) return false;
   LUNA_CHECK(broadcast_shapes(self.sizes(), other.sizes(), name) == self.sizes(), name, ": the result of shape ",
              broadcast_shapes(self.sizes(), other.sizes(), name), " cannot be written in place into a tensor of shape ",

@@ -25,6 +25,10 @@ Tensor gt(const Tensor& a, const Tensor& b);
 Tensor ge(const Tensor& a, const Tensor& b);
 Tensor logical_and(const Tensor& a, const Tensor& b);
 Tensor logical_or(const Tensor& a, const Tensor& b);
+// torch.result_type: the dtype a binary op computes in. Like PyTorch, a 0-dim operand only
+// changes the result when it is of a higher category (bool < integer < floating) than the other:
+// float32 [N] + float64 0-dim stays float32, int32 [N] + float64 0-dim becomes float64.
+DType result_type(const Tensor& a, const Tensor& b);
 // A 0-dim tensor holding `value` in the dtype an op with `like` computes in (PyTorch's rule for
 // Python numbers: a float scalar makes an integer tensor float32, otherwise `like` wins).
 Tensor wrap_scalar(Scalar value, const Tensor& like);

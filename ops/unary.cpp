@@ -110,7 +110,7 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
   LUNA_CHECK(condition.dtype() == kBool, "where: condition must be a bool tensor, got ", condition.dtype());
   LUNA_CHECK(a.device() == b.device() && a.device() == condition.device(), "where: arguments are on different "
              "devices (", condition.device(), ", ", a.device(), ", ", b.device(), ")");
-  const DType dtype = promote_types(a.dtype(), b.dtype());
+  const DType dtype = result_type(a, b);
   const Dims shape = broadcast_shapes(broadcast_shapes(condition.sizes(), a.sizes(), "where"), b.sizes(), "where");
   Tensor out = empty_tensor(shape, dtype, a.device());
   {

@@ -695,3 +695,15 @@ TEST_CASE("in-place ops on non-leaf tensors take part in autograd", "[elementwis
     REQUIRE_THROWS_WITH(e.sum().backward(), Catch::Contains("modified by an in-place operation"));
   }
 }
+
+TEST_CASE("0-dim operands promote only across categories (torch.result_type)", "[ops]") {
+  using namespace luna;
+  const Tensor f32 = ones({3});
+  REQUIRE(result_type(f32, scalar_tensor(2.0, kFloat64)) == kFloat32);
+  REQUIRE((f32 + scalar_tensor(2.0, kFloat64)).dtype() == kFloat32);
+  REQUIRE(result_type(ones({3}, kInt32), scalar_tensor(1.5, kFloat64)) == kFloat64);
+  REQUIRE(result_type(ones({3}, kBool), scalar_tensor(int64_t(2), kInt64)) == kInt64);
+  REQUIRE(result_type(ones({3}, kFloat16), scalar_tensor(1.0, kFloat32)) == kFloat16);
+  REQUIRE(result_type(ones({3}), ones({3}, kFloat64)) == kFloat64);  // both dimensioned
+  REQUIRE(where(ones({3}, kBool), f32, scalar_tensor(0.0, kFloat64)).dtype() == kFloat32);
+}
