@@ -86,6 +86,47 @@ void gemm_3d(Tensor a, Tensor b, const Tensor& out, bool accumulate) {
   backend_for(out).gemm(g);
 }
 
+// Whether dims [0, count) of t can be viewed as a single dim without a copy.
+bool leading_dims_mergeable(const Tensor& t, int count) {
+  int64_t expected = -1;  // the stride the next outer non-trivial dim must have
+  for (int d = count - 1; d >= 0; --d) {
+    if (t.size(d) == 1) continue;
+    if (expected != -1 && t.stride(d) != expected) return false;
+    expected = t.stride(d) * t.size(d);
+  }
+  return true;
+}
+
+// out [batch..., M, N] = a [batch..., M, K] @ b [batch..., K, N], operands already expanded to the
+// full batch shape (stride 0 on broadcast dims). When the batch dims merge into one, this is one
+// strided-batched GEMM. Otherwise (two or more batch dims with a broadcast among them) the last
+// batch dim stays the GEMM batch and the others are looped over, so the broadcast operand is never
+// materialised.
+void gemm_batched(const Tensor& a, const Tensor& b, const Tensor& out) {
+  const int nbatch = a.dim() - 2;
+  const int64_t m = a.size(-2), k = a.size(-1), n = b.size(-1);
+  int64_t nb = 1;
+  for (int d = 0; d < nbatch; ++d) nb *= a.size(d);
+  if (nb == 0 || m == 0 || n == 0) return;
+  if (nbatch <= 1 || (leading_dims_mergeable(a, nbatch) && leading_dims_mergeable(b, nbatch))) {
+    gemm_3d(a.reshape({nb, m, k}), b.reshape({nb, k, n}), out.view({nb, m, n}), false);
+    return;
+  }
+  const int64_t inner = a.size(nbatch - 1), outer = nb / inner;
+  const Tensor out3 = out.view({nb, m, n});
+  for (int64_t o = 0; o < outer; ++o) {
+    Tensor ai = a, bi = b;
+    int64_t rem = o, divisor = outer;
+    for (int d = 0; d < nbatch - 1; ++d) {  // row-major index of o over the leading batch dims
+      divisor /= a.size(d);
+      ai = ai.select(0, rem / divisor);
+      bi = bi.select(0, rem / divisor);
+      rem %= divisor;
+    }
+    gemm_3d(ai, bi, out3.narrow(0, o * inner, inner), false);
+  }
+}
+
 // The differentiable core: a [..., M, K] @ b [..., K, N] with broadcast batch dims, both >= 2-D.
 Tensor matmul_nd(const Tensor& a, const Tensor& b, const char* op) {
   check_operands(a, b, op);
@@ -93,7 +134,7 @@ Tensor matmul_nd(const Tensor& a, const Tensor& b, const char* op) {
              " cannot be multiplied (inner dims ", a.size(-1), " != ", b.size(-2), ")");
   const Dims batch_a(a.sizes().begin(), a.sizes().end() - 2), batch_b(b.sizes().begin(), b.sizes().end() - 2);
   const Dims batch = broadcast_shapes(batch_a, batch_b, op);
-  const int64_t m = a.size(-2), k = a.size(-1), n = b.size(-1), nb = batch.product();
+  const int64_t m = a.size(-2), k = a.size(-1), n = b.size(-1);
   Dims out_shape = batch;
   out_shape.push_back(m);
   out_shape.push_back(n);
@@ -103,8 +144,7 @@ Tensor matmul_nd(const Tensor& a, const Tensor& b, const char* op) {
     Dims ea = batch, eb = batch;
     ea.push_back(m); ea.push_back(k);
     eb.push_back(k); eb.push_back(n);
-    gemm_3d(a.detach().expand(ea).reshape({nb, m, k}), b.detach().expand(eb).reshape({nb, k, n}),
-            out.view({nb, m, n}), false);
+    gemm_batched(a.detach().expand(ea), b.detach().expand(eb), out);
   }
   const Dims sa = a.sizes(), sb = b.sizes();
   const bool need_a = ops::needs_grad({a}), need_b = ops::needs_grad({b});

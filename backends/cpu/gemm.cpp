@@ -3,12 +3,20 @@
 
 #include <cblas.h>
 
+#include <algorithm>
+#include <limits>
+
 namespace luna::cpu {
 
 void CpuBackend::gemm(const GemmArgs& g) {
   const CBLAS_TRANSPOSE ta = g.trans_a ? CblasTrans : CblasNoTrans;
   const CBLAS_TRANSPOSE tb = g.trans_b ? CblasTrans : CblasNoTrans;
   if (g.m == 0 || g.n == 0) return;
+  // blasint may be 32-bit (it is in Debian's OpenBLAS); a larger size would wrap around silently.
+  const int64_t largest = std::max({g.m, g.n, g.k, g.lda, g.ldb, g.ldc});
+  LUNA_CHECK(largest <= int64_t(std::numeric_limits<blasint>::max()), "matmul: a matrix dimension or leading ",
+             "dimension of ", largest, " exceeds what this BLAS indexes (", std::numeric_limits<blasint>::max(),
+             "); split the product into smaller blocks");
   for (int64_t i = 0; i < g.batch; ++i) {
     if (g.dtype == kFloat32) {
       const float* a = static_cast<const float*>(g.a) + i * g.stride_a;
