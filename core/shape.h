@@ -64,7 +64,10 @@ class Dims {
   }
   std::string str() const {
     std::string s = "[";
-    for (int i = 0; i < size_; ++i) s += (i ? "," : "") + std::to_string(data_[i]);
+    for (int i = 0; i < size_; ++i) {
+      if (i) s += ',';
+      s += std::to_string(data_[i]);
+    }
     return s + "]";
   }
 

@@ -109,8 +109,19 @@ template <class T>
 void unary_integral(UnaryOp op, const Tensor& in, const Tensor& out, const UnaryParams& p) {
   switch (op) {
     case UnaryOp::Neg: return map1<T>(in, out, [](T x) { return T(-x); });
-    case UnaryOp::Abs: return map1<T>(in, out, [](T x) { return T(x < 0 ? -x : x); });
-    case UnaryOp::Sign: return map1<T>(in, out, [](T x) { return T((x > 0) - (x < 0)); });
+    // For bool (and unsigned) inputs abs and sign are the identity; spelling that out keeps the
+    // compiler from comparing a bool with 0.
+    case UnaryOp::Abs:
+      return map1<T>(in, out, [](T x) {
+        if constexpr (std::is_unsigned_v<T> || std::is_same_v<T, bool>) return x;
+        else return T(x < 0 ? -x : x);
+      });
+    case UnaryOp::Sign:
+      return map1<T>(in, out, [](T x) {
+        if constexpr (std::is_same_v<T, bool>) return x;
+        else if constexpr (std::is_unsigned_v<T>) return T(x > 0);
+        else return T((x > 0) - (x < 0));
+      });
     case UnaryOp::Relu: return map1<T>(in, out, [](T x) { return T(x > 0 ? x : 0); });
     case UnaryOp::Square: return map1<T>(in, out, [](T x) { return T(x * x); });
     case UnaryOp::Clamp: {
