@@ -34,7 +34,7 @@ bench: build
 	./build/bench/bench_matmul && ./build/bench/bench_bandwidth
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 # libFuzzer targets (tests/fuzz/fuzz_*.cpp) built by clang with ASan+UBSan, each run for
 # FUZZ_SECONDS over a copy of its seed corpus; fails on any crash or sanitizer report.

@@ -24,6 +24,7 @@ int64_t Tensor::size(int64_t d) const { return sizes()[wrap_dim(d, dim(), "size"
 int64_t Tensor::stride(int64_t d) const { return strides()[wrap_dim(d, dim(), "stride")]; }
 
 bool Tensor::is_contiguous() const {
+  if (numel() == 0) return true;  // as in PyTorch: an empty tensor has no layout to violate
   int64_t expected = 1;
   for (int i = dim() - 1; i >= 0; --i) {
     if (sizes()[i] == 1) continue;
