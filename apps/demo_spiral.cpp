@@ -71,7 +71,7 @@ double accuracy(const Tensor& logits, const Tensor& labels) {
 }  // namespace
 
 int main() {
-  const int64_t per_class = 200, classes = 3, hidden = 64, steps = 3000;
+  const int64_t per_class = 200, classes = 3, hidden = 64, steps = 1000;
   const double lr = 1.0;
   const Spiral train = make_spiral(per_class, classes, 1);
   const Spiral test = make_spiral(per_class, classes, 2);
@@ -88,7 +88,7 @@ int main() {
       NoGradGuard no_grad;
       for (const Tensor& p : model.parameters()) p.sub_(p.grad() * lr);
     }
-    if (step % 500 == 0 || step == 1) {
+    if (step % 200 == 0 || step == 1) {
       NoGradGuard no_grad;
       std::printf("step %5lld  loss %.4f  train acc %.3f\n", (long long)step, loss.item<double>(),
                   accuracy(logits, train.labels));
