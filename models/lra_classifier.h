@@ -27,6 +27,8 @@ struct LraClassifierOptions {
   LUNA_ARG(bool, norm_first) = true;
   LUNA_ARG(bool, final_norm) = true;
   LUNA_ARG(std::string, attention) = "softmax";
+  // The feature map options of attention = "luna" (M, L, Hψ, ...), passed to every layer.
+  LUNA_ARG(LunaFeatureMapOptions, luna) = {};
   LUNA_ARG(std::string, pooling) = "mean";        // "mean" over real tokens | "cls" (position 0)
   LUNA_ARG(std::string, positions) = "learned";   // "learned" | "sinusoidal"
   LUNA_ARG(int64_t, padding_idx) = 0;             // token id of padding; its positions are masked

@@ -1,6 +1,7 @@
 // MultiHeadAttention: input checks, q/k/v/out projections and head splitting, with the attention
 // kind chosen by name. softmax_attention is composed from differentiable ops (matmul, masked_fill,
-// the fused softmax, dropout), so its backward comes from theirs.
+// the fused softmax, dropout), so its backward comes from theirs; luna and elu run the fused
+// linear_attention op of ops/luna.h on φ(q), φ(k).
 #include <luna/nn/attention.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <luna/ops/elementwise.h>
 #include <luna/ops/factories.h>
 #include <luna/ops/linalg.h>
+#include <luna/ops/luna.h>
 #include <luna/ops/nn_functional.h>
 #include <luna/ops/reduce.h>
 
@@ -48,7 +50,7 @@ Tensor softmax_with_blocked_rows(const Tensor& scores, const Tensor& blocked, do
 }  // namespace
 
 const std::vector<std::string>& available_attention_kinds() {
-  static const std::vector<std::string> kinds = {"softmax"};
+  static const std::vector<std::string> kinds = {"softmax", "luna", "elu"};
   return kinds;
 }
 
@@ -112,6 +114,8 @@ MultiHeadAttentionImpl::MultiHeadAttentionImpl(const MultiHeadAttentionOptions& 
   k_proj = register_module("k_proj", Linear(D, D, options.bias()));
   v_proj = register_module("v_proj", Linear(D, D, options.bias()));
   out_proj = register_module("out_proj", Linear(D, D, options.bias()));
+  if (options.attention() == "luna")
+    feature_map = register_module("feature_map", LunaFeatureMap(D / H, options.luna()));
   reset_parameters();
 }
 
@@ -122,6 +126,7 @@ void MultiHeadAttentionImpl::reset_parameters(Generator* generator) {
   }
   out_proj->reset_parameters(generator);
   if (out_proj->bias.defined()) init::zeros_(out_proj->bias);
+  if (!feature_map.is_empty()) feature_map->reset_parameters(generator);
 }
 
 Tensor MultiHeadAttentionImpl::forward(const Tensor& query, const Tensor& key_in, const Tensor& value_in,
@@ -150,6 +155,22 @@ Tensor MultiHeadAttentionImpl::forward(const Tensor& query, const Tensor& key_in
   Tensor heads;
   if (options.attention() == "softmax") {
     heads = softmax_attention(q, k, v, key_padding_mask, options.causal(), options.dropout(), is_training());
+  } else if (options.attention() == "luna" || options.attention() == "elu") {
+    LinearAttentionOptions linear;
+    linear.key_padding_mask = key_padding_mask;
+    linear.causal = options.causal();
+    linear.eps = options.linear_eps();
+    Tensor phi_q, phi_k;  // (B, H, Nq, F), (B, H, Nk, F)
+    if (options.attention() == "luna") {
+      // As luna_attention: the key mask keeps padded queries out of channel_rms_limit statistics
+      // only when queries and keys are the same tokens.
+      phi_q = feature_map(q, Nq == Nk ? key_padding_mask : Tensor());
+      phi_k = feature_map(k, key_padding_mask);
+    } else {
+      phi_q = elu(q) + 1.0;  // F = d
+      phi_k = elu(k) + 1.0;
+    }
+    heads = linear_attention(phi_q, phi_k, v, linear);
   } else {
     LUNA_FAIL("MultiHeadAttention: attention kind '", options.attention(), "' has no implementation");
   }

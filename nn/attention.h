@@ -1,12 +1,13 @@
 // Multi-head attention with a pluggable `attention` kind, batch-first like the rest of luna:
-// query [B, N, D] -> [B, N, D]. Only "softmax" exists so far; the kernelised kinds of
-// spec/LUNA.md (luna, elu, performer, cosformer, hedgehog) plug in behind the same module.
+// query [B, N, D] -> [B, N, D]. Kinds: "softmax" (quadratic reference), "luna" (learned feature map,
+// spec/LUNA.md) and "elu" (φ = elu+1); the remaining baselines of spec/LUNA.md §4 plug in alike.
 #pragma once
 #include <string>
 #include <vector>
 
 #include <luna/core/generator.h>
 #include <luna/nn/layers.h>
+#include <luna/nn/luna_feature_map.h>
 #include <luna/nn/module.h>
 #include <luna/nn/options.h>
 
@@ -19,7 +20,8 @@ struct MultiHeadAttentionOptions {
   MultiHeadAttentionOptions(int64_t embed_dim, int64_t num_heads) : embed_dim_(embed_dim), num_heads_(num_heads) {}
   LUNA_ARG(int64_t, embed_dim);
   LUNA_ARG(int64_t, num_heads);
-  // Dropout on the attention weights while training.
+  // Dropout on the attention weights while training. The linear kinds (luna, elu) never form
+  // attention weights, so it does not apply to them and is ignored.
   LUNA_ARG(double, dropout) = 0.0;
   // Biases of q_proj, k_proj, v_proj and out_proj.
   LUNA_ARG(bool, bias) = true;
@@ -27,6 +29,10 @@ struct MultiHeadAttentionOptions {
   LUNA_ARG(std::string, attention) = "softmax";
   // Query i attends to keys j <= i only.
   LUNA_ARG(bool, causal) = false;
+  // The feature map of attention = "luna" (M, L, Hψ, activation, layout, envelope, ...).
+  LUNA_ARG(LunaFeatureMapOptions, luna) = {};
+  // Added to the denominator of the linear kinds (luna, elu), since φᵀz may be 0.
+  LUNA_ARG(double, linear_eps) = 1e-6;
 };
 
 // Softmax attention on per-head tensors: softmax(q kᵀ / sqrt(d)) v.
@@ -61,6 +67,7 @@ class MultiHeadAttentionImpl : public Module {
   Linear k_proj{nullptr};
   Linear v_proj{nullptr};
   Linear out_proj{nullptr};
+  LunaFeatureMap feature_map{nullptr};  // attention = "luna" only: φ shared by queries, keys and heads
 };
 LUNA_MODULE(MultiHeadAttention);
 

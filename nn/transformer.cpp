@@ -20,7 +20,8 @@ TransformerEncoderLayerImpl::TransformerEncoderLayerImpl(const TransformerEncode
                                                                    .dropout(options.dropout())
                                                                    .bias(options.bias())
                                                                    .attention(options.attention())
-                                                                   .causal(options.causal())));
+                                                                   .causal(options.causal())
+                                                                   .luna(options.luna())));
   linear1 = register_module("linear1", Linear(D, options.dim_feedforward(), options.bias()));
   dropout = register_module("dropout", Dropout(options.dropout()));
   linear2 = register_module("linear2", Linear(options.dim_feedforward(), D, options.bias()));

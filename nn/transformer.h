@@ -32,6 +32,8 @@ struct TransformerEncoderLayerOptions {
   // The MultiHeadAttention kind (available_attention_kinds()) and its causal flag.
   LUNA_ARG(std::string, attention) = "softmax";
   LUNA_ARG(bool, causal) = false;
+  // The feature map options of attention = "luna" (MultiHeadAttentionOptions::luna).
+  LUNA_ARG(LunaFeatureMapOptions, luna) = {};
 };
 
 class TransformerEncoderLayerImpl : public Module {
