@@ -16,6 +16,7 @@
 #include <luna/ops/factories.h>
 #include <luna/ops/indexing.h>
 #include <luna/ops/linalg.h>
+#include <luna/ops/luna.h>
 #include <luna/ops/nn_functional.h>
 #include <luna/ops/reduce.h>
 #include <luna/core/safetensors.h>
@@ -23,7 +24,9 @@
 #include <luna/nn/containers.h>
 #include <luna/nn/init.h>
 #include <luna/nn/layers.h>
+#include <luna/nn/luna_feature_map.h>
 #include <luna/nn/module.h>
 #include <luna/nn/optim.h>
 #include <luna/nn/train_state.h>
 #include <luna/nn/transformer.h>
+#include <luna/models/lra_classifier.h>
