@@ -2,30 +2,13 @@
 // loops that read (gather) or accumulate (scatter) one element per index entry; every index is
 // range-checked first, so a bad index throws instead of touching memory outside the tensor.
 #include <luna/backends/cpu/cpu_backend.h>
+#include <luna/backends/cpu/dispatch.h>
 #include <luna/backends/cpu/loops.h>
 
 #include <type_traits>
 
 namespace luna::cpu {
 namespace {
-
-// Calls fn.template operator()<T>() with T = the C++ type of dtype; gathers only move values, so
-// every dtype works (the 16-bit floats included).
-template <class Fn>
-void dispatch_any_dtype(DType dtype, Fn&& fn) {
-  switch (dtype) {
-    case kFloat32: fn.template operator()<float>(); break;
-    case kFloat64: fn.template operator()<double>(); break;
-    case kFloat16: fn.template operator()<Half>(); break;
-    case kBFloat16: fn.template operator()<BFloat16>(); break;
-    case kInt64: fn.template operator()<int64_t>(); break;
-    case kInt32: fn.template operator()<int32_t>(); break;
-    case kInt16: fn.template operator()<int16_t>(); break;
-    case kInt8: fn.template operator()<int8_t>(); break;
-    case kUInt8: fn.template operator()<uint8_t>(); break;
-    case kBool: fn.template operator()<bool>(); break;
-  }
-}
 
 // Throws naming the first offending value if any entry of `index` lies outside [0, dim_size).
 // Runs before the kernel proper: exceptions cannot leave an OpenMP region, so the scan only

@@ -1,5 +1,6 @@
 // CPU copies (strided, with dtype conversion), fills, arange and Philox random fills.
 #include <luna/backends/cpu/cpu_backend.h>
+#include <luna/backends/cpu/dispatch.h>
 #include <luna/backends/cpu/loops.h>
 
 #include <cmath>
@@ -18,23 +19,6 @@ inline D convert(S v) {
   } else if constexpr (std::is_same_v<D, Half> || std::is_same_v<D, BFloat16>) return D(float(v));
   else if constexpr (std::is_same_v<S, Half> || std::is_same_v<S, BFloat16>) return D(float(v));
   else return static_cast<D>(v);
-}
-
-// Calls fn.template operator()<T>() with T = the C++ type of dtype (all ten types).
-template <class Fn>
-void dispatch_any(DType dtype, Fn&& fn) {
-  switch (dtype) {
-    case kFloat32: fn.template operator()<float>(); break;
-    case kFloat64: fn.template operator()<double>(); break;
-    case kFloat16: fn.template operator()<Half>(); break;
-    case kBFloat16: fn.template operator()<BFloat16>(); break;
-    case kInt64: fn.template operator()<int64_t>(); break;
-    case kInt32: fn.template operator()<int32_t>(); break;
-    case kInt16: fn.template operator()<int16_t>(); break;
-    case kInt8: fn.template operator()<int8_t>(); break;
-    case kUInt8: fn.template operator()<uint8_t>(); break;
-    case kBool: fn.template operator()<bool>(); break;
-  }
 }
 
 // A uniform in [0, 1) from one random word. 16-bit floats use only as many bits as their
@@ -61,8 +45,8 @@ void CpuBackend::copy(const Tensor& src, const Tensor& dst) {
     }
     return;
   }
-  dispatch_any(src.dtype(), [&]<class S>() {
-    dispatch_any(dst.dtype(), [&]<class D>() {
+  dispatch_any_dtype(src.dtype(), [&]<class S>() {
+    dispatch_any_dtype(dst.dtype(), [&]<class D>() {
       for_each_row<2>({&src, &dst}, [](std::array<char*, 2> p, int64_t n, std::array<int64_t, 2> st) {
         const S* s = reinterpret_cast<const S*>(p[0]);
         D* d = reinterpret_cast<D*>(p[1]);
@@ -77,7 +61,7 @@ void CpuBackend::copy(const Tensor& src, const Tensor& dst) {
 }
 
 void CpuBackend::fill(const Tensor& dst, Scalar value) {
-  dispatch_any(dst.dtype(), [&]<class T>() {
+  dispatch_any_dtype(dst.dtype(), [&]<class T>() {
     const T v = value.is_integral() ? convert<T>(value.to_int()) : convert<T>(value.to_double());
     for_each_row<1>({&dst}, [v](std::array<char*, 1> p, int64_t n, std::array<int64_t, 1> st) {
       T* d = reinterpret_cast<T*>(p[0]);
@@ -92,7 +76,7 @@ void CpuBackend::fill(const Tensor& dst, Scalar value) {
 
 void CpuBackend::arange(const Tensor& out, double start, double step) {
   const int64_t n = out.numel();
-  dispatch_any(out.dtype(), [&]<class T>() {
+  dispatch_any_dtype(out.dtype(), [&]<class T>() {
     T* d = static_cast<T*>(out.data_ptr());
     for (int64_t i = 0; i < n; ++i) d[i] = convert<T>(start + double(i) * step);
   });
@@ -103,7 +87,7 @@ void CpuBackend::random(const Tensor& out, RandomKind kind, double a, double b, 
   const uint64_t key = state.seed, first = state.offset;
   const bool parallel = n >= kParallelGrain;
   if (kind == RandomKind::Normal) {
-    dispatch_any(out.dtype(), [&]<class T>() {
+    dispatch_any_dtype(out.dtype(), [&]<class T>() {
       T* d = static_cast<T*>(out.data_ptr());
       const int64_t pairs = (n + 1) / 2;
 #pragma omp parallel for if (parallel) schedule(static)
@@ -130,7 +114,7 @@ void CpuBackend::random(const Tensor& out, RandomKind kind, double a, double b, 
     }
     return;
   }
-  dispatch_any(out.dtype(), [&]<class T>() {
+  dispatch_any_dtype(out.dtype(), [&]<class T>() {
     T* d = static_cast<T*>(out.data_ptr());
     const uint64_t range = kind == RandomKind::Int ? uint64_t(int64_t(b) - int64_t(a)) : 0;
 #pragma omp parallel for if (parallel) schedule(static)
