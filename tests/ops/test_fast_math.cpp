@@ -71,7 +71,15 @@ TEST_CASE("float32 gelu forward and backward match double references", "[fast_ma
   const Tensor x = grid(-30, 30, 1e-4);
   const std::vector<double> xv = values(x);
   {
-    const auto [worst, at] = worst_error(xv, values(gelu(x)), gelu_ref, 1e-6, 1e-6);
+    // gelu = x/2 (1 + erf(x/√2)) inherits erf's absolute error (< 4e-7, checked above) scaled by
+    // |x|/2, plus float rounding: the bound is 2e-7 |x| + 1e-7 (about 1.2e-6 where erf saturates).
+    const std::vector<double> got = values(gelu(x));
+    double worst = 0, at = 0;
+    for (size_t i = 0; i < xv.size(); ++i) {
+      const double bound = 2e-7 * std::abs(xv[i]) + 1e-7 + 1e-6 * std::abs(gelu_ref(xv[i]));
+      const double ratio = std::abs(got[i] - gelu_ref(xv[i])) / bound;
+      if (!(ratio <= worst)) worst = ratio, at = xv[i];
+    }
     INFO("gelu worst error ratio " << worst << " at x = " << at);
     REQUIRE(worst <= 1.0);
   }
