@@ -13,11 +13,44 @@
 
 namespace luna::nn {
 
+// ---- shared by ModuleList and Sequential: ordered children with bounds-checked, typed access ----
+
+class ModuleSequence : public Module {
+ public:
+  size_t size() const { return modules_.size(); }
+  bool is_empty() const { return modules_.empty(); }
+  // Bounds-checked access; the error names the container, the index and the size.
+  const std::shared_ptr<Module>& ptr(size_t index) const;
+  const std::shared_ptr<Module>& operator[](size_t index) const { return ptr(index); }
+  // The module at `index` as its concrete type (an error if it has another type).
+  template <class T>
+  std::shared_ptr<T> ptr(size_t index) const {
+    auto typed = std::dynamic_pointer_cast<T>(ptr(index));
+    LUNA_CHECK(typed != nullptr, type_name(), ": module ", index, " is a ", ptr(index)->type_name(),
+               ", not the requested type");
+    return typed;
+  }
+  template <class T>
+  T& at(size_t index) const {
+    return *ptr<T>(index);
+  }
+  auto begin() const { return modules_.begin(); }
+  auto end() const { return modules_.end(); }
+
+ protected:
+  explicit ModuleSequence(std::string type_name) : Module(std::move(type_name)) {}
+  // Registers `module` as child `name` and appends it.
+  void append(const std::string& name, std::shared_ptr<Module> module);
+
+ private:
+  std::vector<std::shared_ptr<Module>> modules_;
+};
+
 // ---- ModuleList ----
 
-class ModuleListImpl : public Module {
+class ModuleListImpl : public ModuleSequence {
  public:
-  ModuleListImpl() : Module("ModuleList") {}
+  ModuleListImpl() : ModuleSequence("ModuleList") {}
   template <class M0, class... Ms>
     requires(!std::is_same_v<std::decay_t<M0>, ModuleListImpl>)
   explicit ModuleListImpl(M0&& first, Ms&&... rest) : ModuleListImpl() {
@@ -32,37 +65,14 @@ class ModuleListImpl : public Module {
   void push_back(const Holder& holder) {
     push_back(std::shared_ptr<Module>(holder.ptr()));
   }
-
-  size_t size() const { return modules_.size(); }
-  bool is_empty() const { return modules_.empty(); }
-  // Bounds-checked access; the error names the index and the size.
-  const std::shared_ptr<Module>& ptr(size_t index) const;
-  const std::shared_ptr<Module>& operator[](size_t index) const { return ptr(index); }
-  // The module at `index` as its concrete type (an error if it has another type).
-  template <class T>
-  std::shared_ptr<T> ptr(size_t index) const {
-    auto typed = std::dynamic_pointer_cast<T>(ptr(index));
-    LUNA_CHECK(typed != nullptr, "ModuleList: module ", index, " is a ", ptr(index)->type_name(),
-               ", not the requested type");
-    return typed;
-  }
-  template <class T>
-  T& at(size_t index) const {
-    return *ptr<T>(index);
-  }
-  auto begin() const { return modules_.begin(); }
-  auto end() const { return modules_.end(); }
-
- private:
-  std::vector<std::shared_ptr<Module>> modules_;
 };
 LUNA_MODULE(ModuleList);
 
 // ---- Sequential ----
 
-class SequentialImpl : public Module {
+class SequentialImpl : public ModuleSequence {
  public:
-  SequentialImpl() : Module("Sequential") {}
+  SequentialImpl() : ModuleSequence("Sequential") {}
   template <class M0, class... Ms>
     requires(!std::is_same_v<std::decay_t<M0>, SequentialImpl>)
   explicit SequentialImpl(M0&& first, Ms&&... rest) : SequentialImpl() {
@@ -74,13 +84,12 @@ class SequentialImpl : public Module {
   // by its index or by `name`.
   template <class M>
   void push_back(std::shared_ptr<M> module) {
-    push_back(std::to_string(modules_.size()), std::move(module));
+    push_back(std::to_string(size()), std::move(module));
   }
   template <class M>
   void push_back(const std::string& name, std::shared_ptr<M> module) {
     static_assert(std::is_base_of_v<Module, M>, "Sequential::push_back: not a Module");
-    register_module(name, module);
-    modules_.push_back(module);
+    append(name, module);
     forwards_.push_back([module](const Tensor& input) -> Tensor { return module->forward(input); });
   }
   template <class Holder, class = decltype(std::declval<Holder>().ptr())>
@@ -95,26 +104,7 @@ class SequentialImpl : public Module {
   // Runs the modules in order; an empty Sequential returns its input.
   Tensor forward(const Tensor& input) const;
 
-  size_t size() const { return modules_.size(); }
-  bool is_empty() const { return modules_.empty(); }
-  const std::shared_ptr<Module>& ptr(size_t index) const;
-  const std::shared_ptr<Module>& operator[](size_t index) const { return ptr(index); }
-  template <class T>
-  std::shared_ptr<T> ptr(size_t index) const {
-    auto typed = std::dynamic_pointer_cast<T>(ptr(index));
-    LUNA_CHECK(typed != nullptr, "Sequential: module ", index, " is a ", ptr(index)->type_name(),
-               ", not the requested type");
-    return typed;
-  }
-  template <class T>
-  T& at(size_t index) const {
-    return *ptr<T>(index);
-  }
-  auto begin() const { return modules_.begin(); }
-  auto end() const { return modules_.end(); }
-
  private:
-  std::vector<std::shared_ptr<Module>> modules_;
   std::vector<std::function<Tensor(const Tensor&)>> forwards_;
 };
 LUNA_MODULE(Sequential);
