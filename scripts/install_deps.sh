@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages luna builds against, only those that are missing.
-# Called by `make demo` / `make test`; safe to run repeatedly.
+# Called by `make demo` / `make test`; safe to run repeatedly. dataset-fashion-mnist is data, not a
+# build dependency: the Fashion-MNIST task and its reader test use /usr/share/datasets/fashion-mnist.
 set -euo pipefail
-pkgs=(cmake g++ make libopenblas-dev catch2 libstb-dev zlib1g-dev nlohmann-json3-dev libcli11-dev libbenchmark-dev)
+pkgs=(cmake g++ make libopenblas-dev catch2 libstb-dev zlib1g-dev nlohmann-json3-dev libcli11-dev libbenchmark-dev
+      dataset-fashion-mnist)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

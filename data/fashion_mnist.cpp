@@ -1,0 +1,83 @@
+// Fashion-MNIST from IDX files.
+#include <luna/data/fashion_mnist.h>
+
+#include <filesystem>
+#include <numeric>
+
+#include <luna/data/read_util.h>
+#include <luna/data/tokenizers.h>
+
+namespace luna::data {
+
+namespace {
+constexpr const char* kReader = "fashion_mnist";
+
+// <dir>/<stem>.gz, or <dir>/<stem> when only the uncompressed file exists.
+std::string idx_path(const std::string& dir, const std::string& stem) {
+  const std::string gz = dir + "/" + stem + ".gz";
+  std::error_code error;
+  if (!std::filesystem::exists(gz, error) && std::filesystem::exists(dir + "/" + stem, error)) return dir + "/" + stem;
+  return gz;
+}
+}  // namespace
+
+ClassificationExamples parse_fashion_mnist(const IdxArray& images, const IdxArray& labels, Split split,
+                                           const ReadOptions& options) {
+  LUNA_CHECK(images.dims.size() == 3, kReader, ": ", images.source, ": expected images of shape (N, rows, cols), got ",
+             images.dims.size(), " dims");
+  LUNA_CHECK(labels.dims.size() == 1, kReader, ": ", labels.source, ": expected labels of shape (N), got ",
+             labels.dims.size(), " dims");
+  LUNA_CHECK(images.dims[0] == labels.dims[0], kReader, ": ", images.source, " holds ", images.dims[0], " images but ",
+             labels.source, " holds ", labels.dims[0], " labels");
+  const int64_t pixels = images.dims[1] * images.dims[2];
+  LUNA_CHECK(pixels > 0, kReader, ": ", images.source, ": images of ", images.dims[1], "x", images.dims[2],
+             " have no pixels");
+  // IdxArray is a plain struct: make sure its data really holds what its dims say.
+  LUNA_CHECK(images.numel() % pixels == 0 && images.numel() / pixels == images.dims[0] &&
+                 labels.numel() == labels.dims[0],
+             kReader, ": ", images.source, ": data sizes (", images.numel(), ", ", labels.numel(),
+             " bytes) do not match the dims");
+
+  ClassificationExamples out;
+  out.num_classes = kFashionMnistNumClasses;
+  out.vocabulary = pixel_vocabulary();
+  out.max_len = detail::resolve_max_len(options, pixels + (options.add_cls ? 1 : 0), kReader);
+  out.split = split;
+  out.source = images.source;
+  detail::RecordPolicy policy(kReader, labels.source, options, out.report);
+  std::vector<int32_t> tokens;
+  for (int64_t i = 0; i < labels.dims[0]; ++i) {
+    const int64_t label = labels.data[size_t(i)];
+    const bool ok = policy.attempt("record " + std::to_string(i), [&] {
+      LUNA_CHECK(label < kFashionMnistNumClasses, "label ", label, " is outside 0-9");
+    });
+    if (!ok) continue;
+    begin_sequence(tokens, options.add_cls, kPixelClsId);
+    const uint8_t* image = images.data.data() + i * pixels;  // (rows, cols)
+    for (int64_t p = 0; p < pixels; ++p) tokens.push_back(pixel_token(image[p]));
+    detail::append_truncated(tokens, out.max_len, out.report, out.tokens);
+    out.labels.push_back(label);
+  }
+  return out;
+}
+
+ClassificationExamples read_fashion_mnist(const std::string& dir, Split split, const ReadOptions& options) {
+  const std::string prefix = split == Split::test ? "t10k" : "train";
+  const IdxArray images = read_idx(idx_path(dir, prefix + "-images-idx3-ubyte"));
+  const IdxArray labels = read_idx(idx_path(dir, prefix + "-labels-idx1-ubyte"));
+  ClassificationExamples all = parse_fashion_mnist(images, labels, split, options);
+  all.source = dir;
+  size_t begin = 0, end = all.size();
+  if (split != Split::test) {
+    const size_t dev_size = all.size() / 12;
+    if (split == Split::train) end -= dev_size;
+    else begin = end - dev_size;
+  }
+  if (options.max_examples > 0) end = std::min(end, begin + size_t(options.max_examples));
+  if (begin == 0 && end == all.size()) return all;
+  std::vector<size_t> indices(end - begin);
+  std::iota(indices.begin(), indices.end(), begin);
+  return all.select(indices);
+}
+
+}  // namespace luna::data

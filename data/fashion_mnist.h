@@ -1,0 +1,28 @@
+// Fashion-MNIST reader (spec/LRA.md): the IDX files Debian's dataset-fashion-mnist installs in
+// /usr/share/datasets/fashion-mnist/ ({train,t10k}-{images-idx3,labels-idx1}-ubyte.gz; the
+// uncompressed names work too). As an LRA-style task each 28x28 image is a sequence of 784 pixel
+// tokens (tokenizers.h: value + 1, 0 = pad). Split: train = the first 55,000 train images, dev =
+// the last 5,000 (the last twelfth of the train files), test = the 10,000 t10k images.
+// A label outside 0-9 is a bad record naming the labels file and the 0-based record; files whose
+// counts disagree, or that are not (N, rows, cols) images and (N) labels, are errors.
+//
+//   ClassificationExamples train = read_fashion_mnist(kFashionMnistDebianDir, Split::train);
+#pragma once
+#include <string>
+
+#include <luna/data/dataset.h>
+#include <luna/data/idx.h>
+
+namespace luna::data {
+
+inline constexpr const char* kFashionMnistDebianDir = "/usr/share/datasets/fashion-mnist";
+inline constexpr int64_t kFashionMnistNumClasses = 10;
+
+// `dir` holds the four IDX files. max_len defaults to rows*cols (784), +1 with CLS.
+ClassificationExamples read_fashion_mnist(const std::string& dir, Split split, const ReadOptions& options = {});
+
+// Every image of a matching pair of IDX arrays, as examples (no split selection).
+ClassificationExamples parse_fashion_mnist(const IdxArray& images, const IdxArray& labels, Split split,
+                                           const ReadOptions& options = {});
+
+}  // namespace luna::data
