@@ -11,28 +11,65 @@
 
 namespace luna::nn {
 
-LunaPsiImpl::LunaPsiImpl(int64_t hidden, int64_t outputs) : Module("LunaPsi") {
-  fc1 = register_module("fc1", Linear(1, hidden));
-  fc2 = register_module("fc2", Linear(hidden, outputs));
+namespace {
+
+// The leading dims of every per-head parameter: {H} with per_head, none otherwise.
+Dims head_dims(int64_t heads) { return heads > 0 ? Dims{heads} : Dims{}; }
+
+Dims with_head_dims(int64_t heads, const Dims& dims) {
+  Dims out = head_dims(heads);
+  for (int64_t size : dims) out.push_back(size);
+  return out;
+}
+
+}  // namespace
+
+LunaLinearImpl::LunaLinearImpl(int64_t in_features_, int64_t out_features_, int64_t heads_)
+    : Module("LunaLinear"), in_features(in_features_), out_features(out_features_), heads(heads_) {
+  LUNA_CHECK(in_features > 0 && out_features > 0 && heads >= 0, "LunaLinear: in_features (", in_features,
+             ") and out_features (", out_features, ") must be positive and heads (", heads, ") non-negative");
+  weight = register_parameter("weight", empty(with_head_dims(heads, {out_features, in_features})));
+  bias = register_parameter("bias", empty(with_head_dims(heads, {out_features})));
+  reset_parameters();
+}
+
+void LunaLinearImpl::reset_parameters(Generator* generator) {
+  const double bound = 1.0 / std::sqrt(double(in_features));
+  init::uniform_(weight, -bound, bound, generator);
+  init::uniform_(bias, -bound, bound, generator);
+}
+
+void LunaLinearImpl::pretty_print(std::ostream& os) const {
+  os << "LunaLinear(in_features=" << in_features << ", out_features=" << out_features;
+  if (heads > 0) os << ", heads=" << heads;
+  os << ")";
+}
+
+LunaPsiImpl::LunaPsiImpl(int64_t hidden, int64_t outputs, int64_t heads) : Module("LunaPsi") {
+  fc1 = register_module("fc1", LunaLinear(1, hidden, heads));
+  fc2 = register_module("fc2", LunaLinear(hidden, outputs, heads));
 }
 
 LunaEnvelopeImpl::LunaEnvelopeImpl() : Module("LunaEnvelope") { beta = register_parameter("beta", zeros({1})); }
 
-LunaFeatureMapImpl::LunaFeatureMapImpl(int64_t head_dim_, const LunaFeatureMapOptions& options_)
-    : Module("LunaFeatureMap"), head_dim(head_dim_), options(options_) {
+LunaFeatureMapImpl::LunaFeatureMapImpl(int64_t head_dim_, const LunaFeatureMapOptions& options_, int64_t num_heads_)
+    : Module("LunaFeatureMap"), head_dim(head_dim_), num_heads(num_heads_), options(options_) {
   const int64_t d = head_dim, M = options.num_projections, L = options.channels, Hh = options.hidden;
   LUNA_CHECK(d > 0 && M > 0 && L > 0 && Hh > 0, "LunaFeatureMap: head_dim (", d, "), num_projections M (", M,
              "), channels L (", L, ") and hidden Hψ (", Hh, ") must be positive");
   LUNA_CHECK(options.layout == "per_channel" || options.layout == "shared", "LunaFeatureMap: unknown layout '",
              options.layout, "'; use \"per_channel\" or \"shared\"");
-  LUNA_CHECK(!options.per_head, "LunaFeatureMap: per_head = true is not supported by the nn module (the op "
-             "luna_feature_map supports it); use per_head = false, one φ shared by all heads");
-  proj = register_module("proj", Linear(d, M));
+  LUNA_CHECK(num_heads >= 0, "LunaFeatureMap: num_heads must be non-negative, got ", num_heads);
+  LUNA_CHECK(!options.per_head || num_heads > 0, "LunaFeatureMap: per_head = true needs the number of heads ",
+             "(constructor argument num_heads > 0) to give every head its own parameters, got num_heads = ",
+             num_heads);
+  const int64_t heads = options.per_head ? num_heads : 0;  // the leading dim of every parameter, 0 = none
+  proj = register_module("proj", LunaLinear(d, M, heads));
   psi = register_module("psi", ModuleList());
   if (options.layout == "per_channel") {
-    for (int64_t l = 0; l < L; ++l) psi->push_back(LunaPsi(Hh, 1));
+    for (int64_t l = 0; l < L; ++l) psi->push_back(LunaPsi(Hh, 1, heads));
   } else {
-    psi->push_back(LunaPsi(Hh, L));
+    psi->push_back(LunaPsi(Hh, L, heads));
   }
   if (options.envelope) envelope = register_module("envelope", LunaEnvelope());
   reset_parameters();
@@ -51,29 +88,33 @@ void LunaFeatureMapImpl::reset_parameters(Generator* generator) {
 
 LunaFeatureMapParams LunaFeatureMapImpl::params() const {
   const int64_t Hh = options.hidden;
+  // Per head every tensor below carries a leading H (written `lead`), and the channel dim L is stacked
+  // after it (dim 1) instead of first (dim 0).
+  const int64_t heads = options.per_head ? num_heads : 0;
+  const int64_t channel_dim = heads > 0 ? 1 : 0;
   LunaFeatureMapParams p;
-  p.proj_weight = proj->weight;  // (M, d)
-  p.proj_bias = proj->bias;      // (M)
+  p.proj_weight = proj->weight;  // (M, d) | (H, M, d)
+  p.proj_bias = proj->bias;      // (M) | (H, M)
   if (options.layout == "per_channel") {
-    // psi.{ℓ}.fc1.weight [Hψ,1] -> row ℓ of fc1_weight (L, Hψ), and likewise for the others.
+    // psi.{ℓ}.fc1.weight [lead, Hψ, 1] -> fc1_weight[lead, ℓ, :], and likewise for the others.
     std::vector<Tensor> fc1_w, fc1_b, fc2_w, fc2_b;
     for (size_t l = 0; l < psi->size(); ++l) {
       const auto mlp = psi->ptr<LunaPsiImpl>(l);
-      fc1_w.push_back(mlp->fc1->weight.reshape({Hh}));  // (Hψ)
-      fc1_b.push_back(mlp->fc1->bias);                  // (Hψ)
-      fc2_w.push_back(mlp->fc2->weight.reshape({Hh}));  // (Hψ)
-      fc2_b.push_back(mlp->fc2->bias);                  // (1)
+      fc1_w.push_back(mlp->fc1->weight.reshape(with_head_dims(heads, {Hh})));  // (lead, Hψ)
+      fc1_b.push_back(mlp->fc1->bias);                                         // (lead, Hψ)
+      fc2_w.push_back(mlp->fc2->weight.reshape(with_head_dims(heads, {Hh})));  // (lead, Hψ)
+      fc2_b.push_back(mlp->fc2->bias);                                         // (lead, 1)
     }
-    p.fc1_weight = stack(fc1_w, 0);  // (L, Hψ)
-    p.fc1_bias = stack(fc1_b, 0);    // (L, Hψ)
-    p.fc2_weight = stack(fc2_w, 0);  // (L, Hψ)
-    p.fc2_bias = cat(fc2_b, 0);      // (L)
+    p.fc1_weight = stack(fc1_w, channel_dim);  // (lead, L, Hψ)
+    p.fc1_bias = stack(fc1_b, channel_dim);    // (lead, L, Hψ)
+    p.fc2_weight = stack(fc2_w, channel_dim);  // (lead, L, Hψ)
+    p.fc2_bias = cat(fc2_b, channel_dim);      // (lead, L)
   } else {
     const auto mlp = psi->ptr<LunaPsiImpl>(0);
-    p.fc1_weight = mlp->fc1->weight.reshape({Hh});  // (Hψ)
-    p.fc1_bias = mlp->fc1->bias;                    // (Hψ)
-    p.fc2_weight = mlp->fc2->weight;                // (L, Hψ)
-    p.fc2_bias = mlp->fc2->bias;                    // (L)
+    p.fc1_weight = mlp->fc1->weight.reshape(with_head_dims(heads, {Hh}));  // (lead, Hψ)
+    p.fc1_bias = mlp->fc1->bias;                                           // (lead, Hψ)
+    p.fc2_weight = mlp->fc2->weight;                                       // (lead, L, Hψ)
+    p.fc2_bias = mlp->fc2->bias;                                           // (lead, L)
   }
   if (!envelope.is_empty()) p.envelope_beta = envelope->beta;  // (1)
   return p;
@@ -82,6 +123,8 @@ LunaFeatureMapParams LunaFeatureMapImpl::params() const {
 Tensor LunaFeatureMapImpl::forward(const Tensor& x, const Tensor& padding_mask) const {
   LUNA_CHECK(x.defined() && x.dim() == 4 && x.size(3) == head_dim, "LunaFeatureMap: expected x of shape [B, H, N, ",
              head_dim, "] (head_dim = ", head_dim, "), got ", x.defined() ? x.str() : std::string("undefined"));
+  LUNA_CHECK(!options.per_head || x.size(1) == num_heads, "LunaFeatureMap: per_head feature maps were built for ",
+             num_heads, " heads but x has ", x.size(1), " heads (shape ", x.sizes(), ")");
   return luna_feature_map(x, params(), options, padding_mask);
 }
 
