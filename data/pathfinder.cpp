@@ -91,7 +91,9 @@ ClassificationExamples parse_pathfinder(const std::vector<std::pair<std::string,
   ClassificationExamples out;
   out.num_classes = kPathfinderNumClasses;
   out.vocabulary = pixel_vocabulary();
-  out.max_len = detail::resolve_max_len(options, 0, kReader);  // 0 until the first image gives the size
+  // Validates the options; the default (side² pixels, +1 with CLS) is known once the first image is decoded.
+  detail::resolve_max_len(options, kPathfinderMaxSide * kPathfinderMaxSide + 1, kReader);
+  out.max_len = options.max_len;
   out.split = split;
   out.source = source;
 
