@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include <luna/autograd/grad_mode.h>
+#include <luna/backends/backend.h>
 #include <luna/ops/autograd_record.h>
 #include <luna/ops/elementwise.h>
 #include <luna/ops/factories.h>
@@ -117,17 +118,23 @@ Tensor psi_op(const Tensor& u, const Tensor& fc1_weight, const Tensor& fc1_bias,
   Dims out_shape = u.sizes();
   out_shape.push_back(o.channels);
   Tensor out = empty_tensor(out_shape, u.dtype(), u.device());  // (B, H, N, M, L)
+  // The bucket of every output (1 byte against the output's 4 or 8), kept for the backward when
+  // one will run, so it skips the search.
+  const bool keep_buckets = piecewise && 2 * o.hidden <= kernels::kMaxStoredBucket &&
+                            ops::needs_grad({u, fc1_weight, fc1_bias, fc2_weight, fc2_bias});
+  Tensor buckets = keep_buckets ? empty_tensor(out_shape, kUInt8, u.device()) : Tensor();  // (B, H, N, M, L)
   LUNA_DISPATCH_FLOAT(u.dtype(), "luna_feature_map", [&] {
     using T = scalar_t;
     const kernels::PsiParams<T> params{a.data_ptr<T>(), c.data_ptr<T>(), g.data_ptr<T>(), e.data_ptr<T>()};
     if (piecewise)
-      kernels::psi_forward_piecewise<T>(u_data.data_ptr<T>(), params, shape, T(scale), out.data_ptr<T>());
+      kernels::psi_forward_piecewise<T>(u_data.data_ptr<T>(), params, shape, T(scale), out.data_ptr<T>(),
+                                        keep_buckets ? buckets.data_ptr<uint8_t>() : nullptr);
     else
       kernels::psi_forward_direct<T>(u_data.data_ptr<T>(), params, shape, activation, T(scale), out.data_ptr<T>());
   });
 
   const char* name = piecewise ? "luna_psi_piecewise" : "luna_psi";
-  return record(name, out, {u, fc1_weight, fc1_bias, fc2_weight, fc2_bias}, {u_data, a, c, g, e, out},
+  return record(name, out, {u, fc1_weight, fc1_bias, fc2_weight, fc2_bias}, {u_data, a, c, g, e, out, buckets},
                 [shape, activation, piecewise, scale](const Tensor& grad, const Saved& s) {
                   const Tensor grad_out = grad.contiguous();
                   Tensor grad_u = empty_tensor(s[0].sizes(), s[0].dtype(), s[0].device());
@@ -140,7 +147,9 @@ Tensor psi_op(const Tensor& u, const Tensor& fc1_weight, const Tensor& fc1_bias,
                     const kernels::PsiGrads<T> grads{grad_a.data_ptr<T>(), grad_c.data_ptr<T>(),
                                                      grad_g.data_ptr<T>(), grad_e.data_ptr<T>()};
                     if (piecewise)
-                      kernels::psi_backward_piecewise<T>(grad_out.data_ptr<T>(), s[0].data_ptr<T>(), psi_params<T>(s),
+                      kernels::psi_backward_piecewise<T>(grad_out.data_ptr<T>(), s[0].data_ptr<T>(),
+                                                         s[6].defined() ? s[6].data_ptr<uint8_t>() : nullptr,
+                                                         psi_params<T>(s),
                                                          shape, T(scale), grad_u.data_ptr<T>(), grads);
                     else
                       kernels::psi_backward_direct<T>(grad_out.data_ptr<T>(), s[0].data_ptr<T>(), s[5].data_ptr<T>(),
@@ -193,6 +202,67 @@ kernels::AttentionShape attention_shape(const Tensor& phi_q, const Tensor& phi_k
 const uint8_t* mask_bytes(const Tensor& mask) {
   // bool is stored as one byte holding 0 or 1.
   return mask.defined() ? static_cast<const uint8_t*>(mask.data_ptr()) : nullptr;
+}
+
+// C_i = op(A_i) op(B_i) for i < batch, row-major, through the backend's GEMM (OpenBLAS).
+void batched_gemm(DType dtype, int64_t batch, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                  const void* a, int64_t lda, const void* b, int64_t ldb, void* c, int64_t ldc, int64_t stride_a,
+                  int64_t stride_b, int64_t stride_c) {
+  if (k == 0) return;  // the outputs start at zero
+  GemmArgs g;
+  g.dtype = dtype;
+  g.trans_a = trans_a;
+  g.trans_b = trans_b;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.a = a;
+  g.lda = lda;
+  g.stride_a = stride_a;
+  g.b = b;
+  g.ldb = ldb;
+  g.stride_b = stride_b;
+  g.c = c;
+  g.ldc = ldc;
+  g.stride_c = stride_c;
+  g.batch = batch;
+  backend_for(Device::cpu()).gemm(g);
+}
+
+// Causal linear attention: float64 prefix sums per (batch, head), with the backward rebuilding them.
+Tensor causal_linear_attention(const Tensor& phi_q, const Tensor& phi_k, const Tensor& v, const Tensor& mask,
+                               const kernels::AttentionShape& shape, double eps) {
+  const char* op = "linear_attention";
+  const Tensor q_data = phi_q.detach().contiguous(), k_data = phi_k.detach().contiguous();
+  const Tensor v_data = v.detach().contiguous();
+  const Tensor mask_data = mask.defined() ? mask.detach().contiguous() : Tensor();
+  const int64_t B = shape.batch, H = shape.heads, F = shape.features, dv = shape.value_dim;
+  Tensor out = empty_tensor({B, H, shape.queries, dv}, phi_q.dtype(), phi_q.device());      // (B, H, N, dv)
+  Tensor denominator = empty_tensor({B, H, shape.queries}, phi_q.dtype(), phi_q.device());  // (B, H, N)
+  Tensor S = zeros({B, H, F, dv}, TensorOptions(kFloat64));                                 // (B, H, F, dv)
+  Tensor z = zeros({B, H, F}, TensorOptions(kFloat64));                                     // (B, H, F)
+  LUNA_DISPATCH_FLOAT(phi_q.dtype(), op, [&] {
+    using T = scalar_t;
+    kernels::causal_linear_attention_forward<T>(q_data.data_ptr<T>(), k_data.data_ptr<T>(), v_data.data_ptr<T>(),
+                                                mask_bytes(mask_data), shape, eps, out.data_ptr<T>(),
+                                                denominator.data_ptr<T>(), S.data_ptr<double>(),
+                                                z.data_ptr<double>());
+  });
+  return record(op, out, {phi_q, phi_k, v}, {q_data, k_data, v_data, out, denominator, mask_data},
+                [shape](const Tensor& grad, const Saved& s) {
+                  const Tensor grad_out = grad.contiguous();
+                  Tensor grad_q = empty_tensor(s[0].sizes(), s[0].dtype(), s[0].device());
+                  Tensor grad_k = empty_tensor(s[1].sizes(), s[1].dtype(), s[1].device());
+                  Tensor grad_v = empty_tensor(s[2].sizes(), s[2].dtype(), s[2].device());
+                  LUNA_DISPATCH_FLOAT(s[0].dtype(), "linear_attention backward", [&] {
+                    using T = scalar_t;
+                    kernels::causal_linear_attention_backward<T>(
+                        grad_out.data_ptr<T>(), s[0].data_ptr<T>(), s[1].data_ptr<T>(), s[2].data_ptr<T>(),
+                        mask_bytes(s[5]), s[3].data_ptr<T>(), s[4].data_ptr<T>(), shape, grad_q.data_ptr<T>(),
+                        grad_k.data_ptr<T>(), grad_v.data_ptr<T>());
+                  });
+                  return Grads{grad_q, grad_k, grad_v};
+                });
 }
 
 }  // namespace
@@ -258,49 +328,56 @@ Tensor linear_attention(const Tensor& phi_q, const Tensor& phi_k, const Tensor& 
   LUNA_CHECK(!options.causal || shape.queries == shape.keys, op, ": causal attention needs as many queries as keys, ",
              "got Nq=", shape.queries, " and Nk=", shape.keys);
   LUNA_CHECK(options.eps >= 0, op, ": eps must be non-negative, got ", options.eps);
+  if (options.causal) return causal_linear_attention(phi_q, phi_k, v, mask, shape, options.eps);
 
   const Tensor q_data = phi_q.detach().contiguous(), k_data = phi_k.detach().contiguous();
-  const Tensor v_data = v.detach().contiguous();
   const Tensor mask_data = mask.defined() ? mask.detach().contiguous() : Tensor();
-  const int64_t B = shape.batch, H = shape.heads, F = shape.features, dv = shape.value_dim;
-  Tensor out = empty_tensor({B, H, shape.queries, dv}, phi_q.dtype(), phi_q.device());        // (B, H, Nq, dv)
-  Tensor denominator = empty_tensor({B, H, shape.queries}, phi_q.dtype(), phi_q.device());    // (B, H, Nq)
-  Tensor S = zeros({B, H, F, dv}, TensorOptions(kFloat64));                                 // (B, H, F, dv)
-  Tensor z = zeros({B, H, F}, TensorOptions(kFloat64));                                     // (B, H, F)
-  const bool causal = options.causal;
-  LUNA_DISPATCH_FLOAT(phi_q.dtype(), op, [&] {
+  const int64_t B = shape.batch, H = shape.heads, Nq = shape.queries, Nk = shape.keys, F = shape.features;
+  const int64_t dv = shape.value_dim, dv1 = dv + 1;
+  const DType dtype = phi_q.dtype();
+  const Tensor v_data = v.detach().contiguous();
+  Tensor v_aug = empty_tensor({B, H, Nk, dv1}, dtype, v.device());        // (B, H, Nk, dv+1) [v, 1], 0 if padded
+  Tensor S_aug = zeros({B, H, F, dv1}, TensorOptions(dtype));              // (B, H, F, dv+1) [S, z]
+  Tensor numerator = empty_tensor({B, H, Nq, dv1}, dtype, phi_q.device());  // (B, H, Nq, dv+1)
+  Tensor out = empty_tensor({B, H, Nq, dv}, dtype, phi_q.device());        // (B, H, Nq, dv)
+  Tensor denominator = empty_tensor({B, H, Nq}, dtype, phi_q.device());    // (B, H, Nq)
+  LUNA_DISPATCH_FLOAT(dtype, op, [&] {
     using T = scalar_t;
-    if (causal)
-      kernels::causal_linear_attention_forward<T>(q_data.data_ptr<T>(), k_data.data_ptr<T>(), v_data.data_ptr<T>(),
-                                                  mask_bytes(mask_data), shape, options.eps, out.data_ptr<T>(),
-                                                  denominator.data_ptr<T>(), S.data_ptr<double>(),
-                                                  z.data_ptr<double>());
-    else
-      kernels::linear_attention_forward<T>(q_data.data_ptr<T>(), k_data.data_ptr<T>(), v_data.data_ptr<T>(),
-                                           mask_bytes(mask_data), shape, options.eps, out.data_ptr<T>(),
-                                           denominator.data_ptr<T>(), S.data_ptr<double>(), z.data_ptr<double>());
+    kernels::values_with_ones<T>(v_data.data_ptr<T>(), mask_bytes(mask_data), shape, v_aug.data_ptr<T>());
+    // S_aug = φ(k)ᵀ v_aug, then numerator = φ(q) S_aug.
+    batched_gemm(dtype, B * H, true, false, F, dv1, Nk, k_data.data_ptr(), F, v_aug.data_ptr(), dv1,
+                 S_aug.data_ptr(), dv1, Nk * F, Nk * dv1, F * dv1);
+    batched_gemm(dtype, B * H, false, false, Nq, dv1, F, q_data.data_ptr(), F, S_aug.data_ptr(), dv1,
+                 numerator.data_ptr(), dv1, Nq * F, F * dv1, Nq * dv1);
+    kernels::normalize_numerators<T>(numerator.data_ptr<T>(), shape, options.eps, out.data_ptr<T>(),
+                                     denominator.data_ptr<T>());
   });
-  // The causal backward rebuilds its prefix sums, so only the non-causal one keeps S and z.
-  const Tensor saved_S = causal ? Tensor() : S, saved_z = causal ? Tensor() : z;
-  return record(op, out, {phi_q, phi_k, v}, {q_data, k_data, v_data, out, denominator, saved_S, saved_z, mask_data},
-                [shape, causal](const Tensor& grad, const Saved& s) {
+  return record(op, out, {phi_q, phi_k, v}, {q_data, k_data, v_aug, out, denominator, S_aug, mask_data},
+                [shape](const Tensor& grad, const Saved& s) {
+                  const int64_t B = shape.batch, H = shape.heads, Nq = shape.queries, Nk = shape.keys;
+                  const int64_t F = shape.features, dv = shape.value_dim, dv1 = dv + 1;
+                  const DType dtype = s[0].dtype();
                   const Tensor grad_out = grad.contiguous();
-                  Tensor grad_q = empty_tensor(s[0].sizes(), s[0].dtype(), s[0].device());
-                  Tensor grad_k = empty_tensor(s[1].sizes(), s[1].dtype(), s[1].device());
-                  Tensor grad_v = empty_tensor(s[2].sizes(), s[2].dtype(), s[2].device());
-                  const uint8_t* mask = mask_bytes(s[7]);
-                  LUNA_DISPATCH_FLOAT(s[0].dtype(), "linear_attention backward", [&] {
-    using T = scalar_t;
-                    if (causal)
-                      kernels::causal_linear_attention_backward<T>(
-                          grad_out.data_ptr<T>(), s[0].data_ptr<T>(), s[1].data_ptr<T>(), s[2].data_ptr<T>(), mask,
-                          s[3].data_ptr<T>(), s[4].data_ptr<T>(), shape, grad_q.data_ptr<T>(), grad_k.data_ptr<T>(),
-                          grad_v.data_ptr<T>());
-                    else
-                      kernels::linear_attention_backward<T>(
-                          grad_out.data_ptr<T>(), s[0].data_ptr<T>(), s[1].data_ptr<T>(), s[2].data_ptr<T>(), mask,
-                          s[3].data_ptr<T>(), s[4].data_ptr<T>(), s[5].data_ptr<double>(), s[6].data_ptr<double>(),
-                          shape, grad_q.data_ptr<T>(), grad_k.data_ptr<T>(), grad_v.data_ptr<T>());
+                  Tensor grad_aug = empty_tensor({B, H, Nq, dv1}, dtype, s[0].device());  // (B, H, Nq, dv+1)
+                  Tensor grad_S_aug = zeros({B, H, F, dv1}, TensorOptions(dtype));       // (B, H, F, dv+1)
+                  Tensor grad_q = zeros(s[0].sizes(), TensorOptions(dtype));             // (B, H, Nq, F)
+                  Tensor grad_k = zeros(s[1].sizes(), TensorOptions(dtype));             // (B, H, Nk, F)
+                  Tensor grad_v = zeros({B, H, Nk, dv}, TensorOptions(dtype));            // (B, H, Nk, dv)
+                  LUNA_DISPATCH_FLOAT(dtype, "linear_attention backward", [&] {
+                    using T = scalar_t;
+                    kernels::augmented_output_grad<T>(grad_out.data_ptr<T>(), s[3].data_ptr<T>(), s[4].data_ptr<T>(),
+                                                      shape, grad_aug.data_ptr<T>());
+                    // ∂φ(q) = grad_aug S_augᵀ; ∂S_aug = φ(q)ᵀ grad_aug; ∂φ(k) = v_aug ∂S_augᵀ (0 where
+                    // padded, since v_aug is); ∂v = φ(k) ∂S, then padded rows zeroed.
+                    batched_gemm(dtype, B * H, false, true, Nq, F, dv1, grad_aug.data_ptr(), dv1, s[5].data_ptr(), dv1,
+                                 grad_q.data_ptr(), F, Nq * dv1, F * dv1, Nq * F);
+                    batched_gemm(dtype, B * H, true, false, F, dv1, Nq, s[0].data_ptr(), F, grad_aug.data_ptr(), dv1,
+                                 grad_S_aug.data_ptr(), dv1, Nq * F, Nq * dv1, F * dv1);
+                    batched_gemm(dtype, B * H, false, true, Nk, F, dv1, s[2].data_ptr(), dv1, grad_S_aug.data_ptr(),
+                                 dv1, grad_k.data_ptr(), F, Nk * dv1, F * dv1, Nk * F);
+                    batched_gemm(dtype, B * H, false, false, Nk, dv, F, s[1].data_ptr(), F, grad_S_aug.data_ptr(),
+                                 dv1, grad_v.data_ptr(), dv, Nk * F, F * dv1, Nk * dv);
+                    kernels::zero_padded_rows<T>(grad_v.data_ptr<T>(), mask_bytes(s[6]), shape, dv);
                   });
                   return Grads{grad_q, grad_k, grad_v};
                 });

@@ -69,7 +69,8 @@ struct LinearAttentionOptions {
 
 // out_i = φ(q_i)ᵀS / (φ(q_i)ᵀz + ε), S = Σ_j φ(k_j) v_jᵀ (F, dv), z = Σ_j φ(k_j) (F), per batch and head.
 // phi_q (B, H, Nq, F), phi_k (B, H, Nk, F), v (B, H, Nk, dv) -> (B, H, Nq, dv). O(N·F·dv) time forward
-// and backward, never an N×N matrix; sums over tokens run in float64.
+// and backward, never an N×N matrix. Non-causal sums are GEMMs in the input dtype (float32
+// accumulation, like PyTorch); causal prefix sums run in float64.
 Tensor linear_attention(const Tensor& phi_q, const Tensor& phi_k, const Tensor& v,
                         const LinearAttentionOptions& options = {});
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include <omp.h>
@@ -67,22 +68,75 @@ inline T outer_relu(T s) { return s < T(0) ? T(0) : s; }
 
 template <class T>
 struct PiecewiseTable {
-  std::vector<double> kinks;          // (D) distinct, sorted
+  std::vector<T> kinks;               // (D) distinct, sorted, rounded to T like the inputs they meet
   std::vector<int64_t> kink_bucket;   // (Hψ) κ_j, or −1 for a_j = 0
   std::vector<T> slope, intercept;    // (2D+1) per bucket, intercept including e_ℓ
-
-  int64_t bucket_of(double u) const {
-    const int64_t D = int64_t(kinks.size());
-    const int64_t k = std::lower_bound(kinks.begin(), kinks.end(), u) - kinks.begin();
-    return (k < D && kinks[k] == u) ? 2 * k + 1 : 2 * k;
-  }
 };
+
+// Scalars looked up together against one table; the count below vectorises across them.
+constexpr int kLookupBlock = 16;
+
+// bucket[s] = 2·#{kinks < x[s]} + [x[s] is a kink] for n ≤ kLookupBlock scalars. Counting with a
+// branch-free compare over all D kinks (D ≤ Hψ, 64 by default) beats a binary search and a grid
+// of cells (both measured slower): it runs kLookupBlock scalars per vector pass and never
+// mispredicts. NaN counts 0 kinks and stays NaN through the table.
+template <class T>
+inline void finish_buckets(const PiecewiseTable<T>& table, const T* values, const int32_t* below, int n,
+                           int32_t* bucket) {
+  const int64_t D = int64_t(table.kinks.size());
+  for (int s = 0; s < n; ++s) {
+    const int32_t k = below[s];
+    bucket[s] = 2 * k + ((k < D && table.kinks[k] == values[s]) ? 1 : 0);
+  }
+}
+
+template <class T>
+inline void buckets_of_block(const PiecewiseTable<T>& table, const T* x, int n, int32_t* bucket) {
+  T values[kLookupBlock];
+  int32_t below[kLookupBlock] = {};
+  for (int s = 0; s < kLookupBlock; ++s) values[s] = x[s < n ? s : 0];
+  for (const T kink : table.kinks)
+    for (int s = 0; s < kLookupBlock; ++s) below[s] += kink < values[s] ? 1 : 0;
+  finish_buckets(table, values, below, n, bucket);
+}
+
+// float, the training dtype: two 8-lane vectors held in registers across the whole kink loop
+// (GCC/Clang vector extensions; a true lane compares to −1, so subtracting counts it).
+template <>
+inline void buckets_of_block<float>(const PiecewiseTable<float>& table, const float* x, int n, int32_t* bucket) {
+  static_assert(kLookupBlock == 16, "two 8-lane vectors");
+  typedef float Floats8 __attribute__((vector_size(32)));
+  typedef int32_t Ints8 __attribute__((vector_size(32)));
+  alignas(32) float values[kLookupBlock];
+  for (int s = 0; s < kLookupBlock; ++s) values[s] = x[s < n ? s : 0];
+  Floats8 low, high;
+  std::memcpy(&low, values, sizeof(low));
+  std::memcpy(&high, values + 8, sizeof(high));
+  Ints8 below_low = {}, below_high = {};
+  const float* kinks = table.kinks.data();
+  const int64_t D = int64_t(table.kinks.size());
+  int64_t j = 0;
+  for (; j + 2 <= D; j += 2) {  // two kinks per trip: half the loop overhead, independent chains
+    below_low -= (kinks[j] < low) + (kinks[j + 1] < low);
+    below_high -= (kinks[j] < high) + (kinks[j + 1] < high);
+  }
+  for (; j < D; ++j) {
+    below_low -= kinks[j] < low;
+    below_high -= kinks[j] < high;
+  }
+  alignas(32) int32_t below[kLookupBlock];
+  std::memcpy(below, &below_low, sizeof(below_low));
+  std::memcpy(below + 8, &below_high, sizeof(below_high));
+  finish_buckets(table, values, below, n, bucket);
+}
 
 inline bool unit_active(double a, int64_t kink_bucket, int64_t bucket) {
   return a > 0 ? bucket > kink_bucket : bucket < kink_bucket;
 }
 
-inline double kink_of(double a, double c) { return -c / a; }
+// The kink of a unit in T, so lookups compare like with like.
+template <class T>
+inline T kink_of(T a, T c) { return T(-double(c) / double(a)); }
 
 // One table per (group, channel), (G·L) in all.
 template <class T>
@@ -106,7 +160,7 @@ std::vector<PiecewiseTable<T>> build_piecewise_tables(const PsiParams<T>& params
         constant += double(g[j]) * std::max(double(c[j]), 0.0);
         continue;
       }
-      const double kink = kink_of(a[j], c[j]);
+      const T kink = kink_of(a[j], c[j]);
       const int64_t k = std::lower_bound(table.kinks.begin(), table.kinks.end(), kink) - table.kinks.begin();
       table.kink_bucket[j] = 2 * k + 1;
     }
@@ -324,27 +378,35 @@ inline bool is_padded(const uint8_t* mask, int64_t batch, int64_t keys, int64_t 
 // ψ entry points
 
 template <class T>
-void psi_forward_piecewise(const T* u, const PsiParams<T>& params, const PsiShape& shape, T scale, T* out) {
+void psi_forward_piecewise(const T* u, const PsiParams<T>& params, const PsiShape& shape, T scale, T* out,
+                           uint8_t* buckets_out) {
   const std::vector<PiecewiseTable<T>> tables = build_piecewise_tables(params, shape);
   const int64_t M = shape.projections, L = shape.channels;
 #pragma omp parallel for schedule(static) if (shape.rows * M * L > kParallelWork)
   for (int64_t row = 0; row < shape.rows; ++row) {
     const PiecewiseTable<T>* group_tables = tables.data() + shape.group_of_row(row) * L;
-    for (int64_t i = 0; i < M; ++i) {
-      const T x = u[row * M + i];
-      T* out_scalar = out + (row * M + i) * L;  // (L)
-      for (int64_t l = 0; l < L; ++l) {
-        const PiecewiseTable<T>& table = group_tables[l];
-        const int64_t b = table.bucket_of(double(x));
-        out_scalar[l] = scale * outer_relu(table.slope[b] * x + table.intercept[b]);
+    const T* u_row = u + row * M;    // (M)
+    T* out_row = out + row * M * L;  // (M, L)
+    int32_t bucket[kLookupBlock];
+    for (int64_t l = 0; l < L; ++l) {
+      const PiecewiseTable<T>& table = group_tables[l];
+      for (int64_t start = 0; start < M; start += kLookupBlock) {
+        const int n = int(std::min<int64_t>(kLookupBlock, M - start));
+        buckets_of_block(table, u_row + start, n, bucket);
+        for (int s = 0; s < n; ++s) {
+          const T x = u_row[start + s];
+          out_row[(start + s) * L + l] = scale * outer_relu(table.slope[bucket[s]] * x + table.intercept[bucket[s]]);
+        }
+        if (buckets_out != nullptr)
+          for (int s = 0; s < n; ++s) buckets_out[(row * M + start + s) * L + l] = uint8_t(bucket[s]);
       }
     }
   }
 }
 
 template <class T>
-void psi_backward_piecewise(const T* grad_out, const T* u, const PsiParams<T>& params, const PsiShape& shape,
-                            T scale, T* grad_u, const PsiGrads<T>& grads) {
+void psi_backward_piecewise(const T* grad_out, const T* u, const uint8_t* saved_buckets, const PsiParams<T>& params,
+                            const PsiShape& shape, T scale, T* grad_u, const PsiGrads<T>& grads) {
   const std::vector<PiecewiseTable<T>> tables = build_piecewise_tables(params, shape);
   const int64_t M = shape.projections, L = shape.channels, hidden = shape.hidden, G = shape.groups();
   const int64_t max_buckets = 2 * hidden + 1;
@@ -360,20 +422,32 @@ void psi_backward_piecewise(const T* grad_out, const T* u, const PsiParams<T>& p
 #pragma omp for schedule(static)
     for (int64_t row = 0; row < shape.rows; ++row) {
       const int64_t group = shape.group_of_row(row);
-      for (int64_t i = 0; i < M; ++i) {
-        const T x = u[row * M + i];
-        T grad_x = 0;
-        for (int64_t l = 0; l < L; ++l) {
-          const PiecewiseTable<T>& table = tables[group * L + l];
-          const int64_t b = table.bucket_of(double(x));
-          if (!(table.slope[b] * x + table.intercept[b] > T(0))) continue;  // the final ReLU is off
-          const T delta = grad_out[(row * M + i) * L + l] * scale;
-          grad_x += delta * table.slope[b];
-          const int64_t slot = (group * L + l) * max_buckets + b;
-          P0[slot] += double(delta);
-          P1[slot] += double(delta) * double(x);
+      const T* u_row = u + row * M;                // (M)
+      const T* grad_row = grad_out + row * M * L;  // (M, L)
+      T* grad_u_row = grad_u + row * M;            // (M)
+      std::fill(grad_u_row, grad_u_row + M, T(0));
+      int32_t bucket[kLookupBlock];
+      for (int64_t l = 0; l < L; ++l) {
+        const PiecewiseTable<T>& table = tables[group * L + l];
+        double* P0_table = P0 + (group * L + l) * max_buckets;
+        double* P1_table = P1 + (group * L + l) * max_buckets;
+        for (int64_t start = 0; start < M; start += kLookupBlock) {
+          const int n = int(std::min<int64_t>(kLookupBlock, M - start));
+          if (saved_buckets != nullptr) {
+            for (int s = 0; s < n; ++s) bucket[s] = saved_buckets[(row * M + start + s) * L + l];
+          } else {
+            buckets_of_block(table, u_row + start, n, bucket);
+          }
+          for (int s = 0; s < n; ++s) {
+            const T x = u_row[start + s];
+            const int32_t b = bucket[s];
+            if (!(table.slope[b] * x + table.intercept[b] > T(0))) continue;  // the final ReLU is off
+            const T delta = grad_row[(start + s) * L + l] * scale;
+            grad_u_row[start + s] += delta * table.slope[b];
+            P0_table[b] += double(delta);
+            P1_table[b] += double(delta) * double(x);
+          }
         }
-        grad_u[row * M + i] = grad_x;
       }
     }
   }
@@ -449,57 +523,70 @@ void psi_backward_direct(const T* grad_out, const T* u, const T* out, const PsiP
 }
 
 // ---------------------------------------------------------------------------------------------
-// Linear attention entry points: one (batch, head) per iteration.
+// Non-causal linear attention: elementwise steps around the GEMMs that ops/luna.cpp runs.
 
 template <class T>
-void linear_attention_forward(const T* phi_q, const T* phi_k, const T* v, const uint8_t* key_padding_mask,
-                              const AttentionShape& shape, double eps, T* out, T* denominator, double* S,
-                              double* z) {
-  const int64_t H = shape.heads, Nq = shape.queries, Nk = shape.keys, F = shape.features, dv = shape.value_dim;
-  const int64_t BH = shape.batch * H;
-#pragma omp parallel for schedule(static) if (BH > 1 && (Nq + Nk) * F * dv > kParallelWork)
-  for (int64_t bh = 0; bh < BH; ++bh) {
-    const int64_t batch = bh / H;
-    double* S_bh = S + bh * F * dv;  // (F, dv)
-    double* z_bh = z + bh * F;       // (F)
-    std::fill(S_bh, S_bh + F * dv, 0.0);
-    std::fill(z_bh, z_bh + F, 0.0);
-    for (int64_t j = 0; j < Nk; ++j) {
-      if (is_padded(key_padding_mask, batch, Nk, j)) continue;
-      add_key(phi_k + (bh * Nk + j) * F, v + (bh * Nk + j) * dv, F, dv, S_bh, z_bh);
+void values_with_ones(const T* v, const uint8_t* key_padding_mask, const AttentionShape& shape, T* v_aug) {
+  const int64_t H = shape.heads, Nk = shape.keys, dv = shape.value_dim;
+  const int64_t rows = shape.batch * H * Nk;
+#pragma omp parallel for schedule(static) if (rows * dv > kParallelWork)
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t batch = row / (H * Nk), j = row % Nk;
+    T* out_row = v_aug + row * (dv + 1);  // (dv + 1)
+    if (is_padded(key_padding_mask, batch, Nk, j)) {
+      std::fill(out_row, out_row + dv + 1, T(0));
+      continue;
     }
-    std::vector<double> numerator(dv);
-    for (int64_t i = 0; i < Nq; ++i)
-      attend_query(phi_q + (bh * Nq + i) * F, S_bh, z_bh, F, dv, eps, numerator.data(), out + (bh * Nq + i) * dv,
-                   denominator + bh * Nq + i);
+    std::copy(v + row * dv, v + (row + 1) * dv, out_row);
+    out_row[dv] = T(1);
   }
 }
 
 template <class T>
-void linear_attention_backward(const T* grad_out, const T* phi_q, const T* phi_k, const T* v,
-                               const uint8_t* key_padding_mask, const T* out, const T* denominator,
-                               const double* S, const double* z, const AttentionShape& shape, T* grad_phi_q,
-                               T* grad_phi_k, T* grad_v) {
-  const int64_t H = shape.heads, Nq = shape.queries, Nk = shape.keys, F = shape.features, dv = shape.value_dim;
-  const int64_t BH = shape.batch * H;
-#pragma omp parallel for schedule(static) if (BH > 1 && (Nq + Nk) * F * dv > kParallelWork)
-  for (int64_t bh = 0; bh < BH; ++bh) {
-    const int64_t batch = bh / H;
-    std::vector<double> dS(F * dv, 0.0), dz(F, 0.0), grad_numerator(dv), scratch(dv);  // (F, dv), (F), (dv)
-    for (int64_t i = 0; i < Nq; ++i) {
-      const int64_t row = bh * Nq + i;
-      const double grad_denominator =
-          split_output_grad(grad_out + row * dv, out + row * dv, denominator[row], dv, grad_numerator.data());
-      query_grad(S + bh * F * dv, z + bh * F, grad_numerator.data(), grad_denominator, F, dv, grad_phi_q + row * F);
-      add_query_to_sum_grads(phi_q + row * F, grad_numerator.data(), grad_denominator, F, dv, dS.data(), dz.data());
-    }
-    for (int64_t j = 0; j < Nk; ++j) {
-      const int64_t row = bh * Nk + j;
-      key_grads(phi_k + row * F, v + row * dv, is_padded(key_padding_mask, batch, Nk, j), dS.data(), dz.data(), F,
-                dv, scratch.data(), grad_phi_k + row * F, grad_v + row * dv);
-    }
+void normalize_numerators(const T* numerator_aug, const AttentionShape& shape, double eps, T* out, T* denominator) {
+  const int64_t dv = shape.value_dim;
+  const int64_t rows = shape.batch * shape.heads * shape.queries;
+#pragma omp parallel for schedule(static) if (rows * dv > kParallelWork)
+  for (int64_t row = 0; row < rows; ++row) {
+    const T* numerator = numerator_aug + row * (dv + 1);  // (dv + 1): φ(q)ᵀS then φ(q)ᵀz
+    const T den = numerator[dv] + T(eps);
+    denominator[row] = den;
+    const T inverse = T(1) / den;
+    for (int64_t e = 0; e < dv; ++e) out[row * dv + e] = numerator[e] * inverse;
   }
 }
+
+template <class T>
+void augmented_output_grad(const T* grad_out, const T* out, const T* denominator, const AttentionShape& shape,
+                           T* grad_aug) {
+  const int64_t dv = shape.value_dim;
+  const int64_t rows = shape.batch * shape.heads * shape.queries;
+#pragma omp parallel for schedule(static) if (rows * dv > kParallelWork)
+  for (int64_t row = 0; row < rows; ++row) {
+    const T* grad_row = grad_out + row * dv;
+    const T* out_row = out + row * dv;
+    T* aug_row = grad_aug + row * (dv + 1);  // (dv + 1): ∂num then ∂den
+    const T inverse = T(1) / denominator[row];
+    T dot = 0;
+    for (int64_t e = 0; e < dv; ++e) {
+      aug_row[e] = grad_row[e] * inverse;
+      dot += grad_row[e] * out_row[e];
+    }
+    aug_row[dv] = -dot * inverse;
+  }
+}
+
+template <class T>
+void zero_padded_rows(T* rows, const uint8_t* key_padding_mask, const AttentionShape& shape, int64_t width) {
+  if (key_padding_mask == nullptr) return;
+  const int64_t H = shape.heads, Nk = shape.keys;
+  for (int64_t bh = 0; bh < shape.batch * H; ++bh)
+    for (int64_t j = 0; j < Nk; ++j)
+      if (is_padded(key_padding_mask, bh / H, Nk, j)) std::fill_n(rows + (bh * Nk + j) * width, width, T(0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Causal linear attention: one (batch, head) per iteration, float64 prefix sums.
 
 template <class T>
 void causal_linear_attention_forward(const T* phi_q, const T* phi_k, const T* v, const uint8_t* key_padding_mask,
@@ -556,17 +643,16 @@ void causal_linear_attention_backward(const T* grad_out, const T* phi_q, const T
 }
 
 #define LUNA_INSTANTIATE_KERNELS(T)                                                                                 \
-  template void psi_forward_piecewise<T>(const T*, const PsiParams<T>&, const PsiShape&, T, T*);                   \
-  template void psi_backward_piecewise<T>(const T*, const T*, const PsiParams<T>&, const PsiShape&, T, T*,         \
-                                          const PsiGrads<T>&);                                                      \
+  template void psi_forward_piecewise<T>(const T*, const PsiParams<T>&, const PsiShape&, T, T*, uint8_t*);         \
+  template void psi_backward_piecewise<T>(const T*, const T*, const uint8_t*, const PsiParams<T>&, const PsiShape&, \
+                                          T, T*, const PsiGrads<T>&);                                               \
   template void psi_forward_direct<T>(const T*, const PsiParams<T>&, const PsiShape&, PsiActivation, T, T*);       \
   template void psi_backward_direct<T>(const T*, const T*, const T*, const PsiParams<T>&, const PsiShape&,         \
                                        PsiActivation, T, T*, const PsiGrads<T>&);                                  \
-  template void linear_attention_forward<T>(const T*, const T*, const T*, const uint8_t*, const AttentionShape&,   \
-                                            double, T*, T*, double*, double*);                                     \
-  template void linear_attention_backward<T>(const T*, const T*, const T*, const T*, const uint8_t*, const T*,     \
-                                             const T*, const double*, const double*, const AttentionShape&, T*,    \
-                                             T*, T*);                                                              \
+  template void values_with_ones<T>(const T*, const uint8_t*, const AttentionShape&, T*);                          \
+  template void normalize_numerators<T>(const T*, const AttentionShape&, double, T*, T*);                          \
+  template void augmented_output_grad<T>(const T*, const T*, const T*, const AttentionShape&, T*);                 \
+  template void zero_padded_rows<T>(T*, const uint8_t*, const AttentionShape&, int64_t);                           \
   template void causal_linear_attention_forward<T>(const T*, const T*, const T*, const uint8_t*,                   \
                                                    const AttentionShape&, double, T*, T*, double*, double*);       \
   template void causal_linear_attention_backward<T>(const T*, const T*, const T*, const T*, const uint8_t*,        \

@@ -40,12 +40,17 @@ struct PsiGrads {
   T* fc2_bias;    // (G, L)
 };
 
-// Exact ReLU path: one binary search per scalar and channel over the sorted kinks.
+// Exact ReLU path: each scalar finds its interval (bucket) among the sorted kinks, then costs one
+// multiply-add. buckets_out (B, H, N, M, L), or null, receives the bucket of every output so the
+// backward can skip the search; it is used only when 2·Hψ + 1 ≤ kMaxStoredBucket + 1.
+constexpr int64_t kMaxStoredBucket = 255;
 template <class T>
-void psi_forward_piecewise(const T* u, const PsiParams<T>& params, const PsiShape& shape, T scale, T* out);
+void psi_forward_piecewise(const T* u, const PsiParams<T>& params, const PsiShape& shape, T scale, T* out,
+                           uint8_t* buckets_out = nullptr);
+// saved_buckets: the forward's buckets_out, or null to search again.
 template <class T>
-void psi_backward_piecewise(const T* grad_out, const T* u, const PsiParams<T>& params, const PsiShape& shape,
-                            T scale, T* grad_u, const PsiGrads<T>& grads);
+void psi_backward_piecewise(const T* grad_out, const T* u, const uint8_t* saved_buckets, const PsiParams<T>& params,
+                            const PsiShape& shape, T scale, T* grad_u, const PsiGrads<T>& grads);
 
 // Direct path: loops over the Hψ hidden units per scalar; backward recomputes them. `out` (the
 // forward output) gates the final ReLU in backward.
@@ -58,21 +63,28 @@ void psi_backward_direct(const T* grad_out, const T* u, const T* out, const PsiP
                          const PsiGrads<T>& grads);
 
 // Linear attention per (batch, head). phi_q (B, H, Nq, F), phi_k (B, H, Nk, F), v (B, H, Nk, dv);
-// key_padding_mask (B, Nk), nonzero = padded, or null. Running sums are float64 whatever T is.
+// key_padding_mask (B, Nk), nonzero = padded, or null. The causal prefix sums run in float64 whatever
+// T is; the non-causal sums are GEMMs in T (float32 accumulation, as PyTorch's matmul).
 struct AttentionShape {
   int64_t batch = 0, heads = 0, queries = 0, keys = 0, features = 0, value_dim = 0;
 };
 
-// Non-causal: fills out (B, H, Nq, dv), denominator (B, H, Nq) and the sums S (B, H, F, dv), z (B, H, F).
+// Non-causal attention runs as GEMMs in T (ops/luna.cpp) around these elementwise steps. Appending
+// a column of ones to v makes one GEMM give S and z together: S_aug = φ(k)ᵀ[v, 1] (F, dv+1), then
+// φ(q) S_aug = [numerator, φ(q)ᵀz] (Nq, dv+1).
+// v_aug (B, H, Nk, dv+1) = [v, 1], all zeros for a padded key (so it adds nothing to S and z).
 template <class T>
-void linear_attention_forward(const T* phi_q, const T* phi_k, const T* v, const uint8_t* key_padding_mask,
-                              const AttentionShape& shape, double eps, T* out, T* denominator, double* S,
-                              double* z);
+void values_with_ones(const T* v, const uint8_t* key_padding_mask, const AttentionShape& shape, T* v_aug);
+// numerator_aug (B, H, Nq, dv+1) -> denominator = φ(q)ᵀz + ε (B, H, Nq) and out = numerator / denominator.
 template <class T>
-void linear_attention_backward(const T* grad_out, const T* phi_q, const T* phi_k, const T* v,
-                               const uint8_t* key_padding_mask, const T* out, const T* denominator,
-                               const double* S, const double* z, const AttentionShape& shape, T* grad_phi_q,
-                               T* grad_phi_k, T* grad_v);
+void normalize_numerators(const T* numerator_aug, const AttentionShape& shape, double eps, T* out, T* denominator);
+// grad_aug (B, H, Nq, dv+1) = [G / den, −(G·out) / den]: the gradient at [numerator, φ(q)ᵀz].
+template <class T>
+void augmented_output_grad(const T* grad_out, const T* out, const T* denominator, const AttentionShape& shape,
+                           T* grad_aug);
+// Zeroes the (B, H, Nk, width) rows of padded keys.
+template <class T>
+void zero_padded_rows(T* rows, const uint8_t* key_padding_mask, const AttentionShape& shape, int64_t width);
 
 // Causal (Nq = Nk): prefix sums. S_state (B, H, F, dv) and z_state (B, H, F) hold the sums before
 // the first token on entry and after the last one on exit, so chunks can be streamed.
