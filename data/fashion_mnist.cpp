@@ -29,9 +29,11 @@ ClassificationExamples parse_fashion_mnist(const IdxArray& images, const IdxArra
              labels.dims.size(), " dims");
   LUNA_CHECK(images.dims[0] == labels.dims[0], kReader, ": ", images.source, " holds ", images.dims[0], " images but ",
              labels.source, " holds ", labels.dims[0], " labels");
+  // Bounded sides keep rows * cols far from overflow (an IDX with a zero count can claim any size).
+  LUNA_CHECK(images.dims[1] > 0 && images.dims[2] > 0 && images.dims[1] <= 65536 && images.dims[2] <= 65536, kReader,
+             ": ", images.source, ": images of ", images.dims[1], "x", images.dims[2],
+             " (expected sides in 1..65536, 28x28 for Fashion-MNIST)");
   const int64_t pixels = images.dims[1] * images.dims[2];
-  LUNA_CHECK(pixels > 0, kReader, ": ", images.source, ": images of ", images.dims[1], "x", images.dims[2],
-             " have no pixels");
   // IdxArray is a plain struct: make sure its data really holds what its dims say.
   LUNA_CHECK(images.numel() % pixels == 0 && images.numel() / pixels == images.dims[0] &&
                  labels.numel() == labels.dims[0],
