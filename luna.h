@@ -12,6 +12,7 @@
 #include <luna/autograd/engine.h>
 #include <luna/autograd/grad_mode.h>
 #include <luna/autograd/gradcheck.h>
+#include <luna/ops/attention.h>
 #include <luna/ops/elementwise.h>
 #include <luna/ops/factories.h>
 #include <luna/ops/indexing.h>

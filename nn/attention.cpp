@@ -1,7 +1,6 @@
 // MultiHeadAttention: input checks, q/k/v/out projections and head splitting, with the attention
-// kind chosen by name. softmax_attention is composed from differentiable ops (matmul, masked_fill,
-// the fused softmax, dropout), so its backward comes from theirs; luna and elu run the fused
-// linear_attention op of ops/luna.h on φ(q), φ(k).
+// kind chosen by name. softmax runs the fused scaled_dot_product_attention op (ops/attention.h);
+// every other kind builds φ(q), φ(k) and runs the fused linear_attention op of ops/luna.h.
 #include <luna/nn/attention.h>
 
 #include <algorithm>
@@ -34,66 +33,33 @@ void check_key_padding_mask(const Tensor& key_padding_mask, int64_t B, int64_t N
              ",", Nk, "], got ", key_padding_mask.sizes());
 }
 
-// Softmax over the last dim of scores (B, H, Nq, Nk) with blocked keys (bool, broadcastable)
-// excluded. A row with every key blocked would be softmax over all -inf = NaN: such rows are left
-// unblocked (finite scores) and their weights set to zero after the softmax.
-Tensor softmax_with_blocked_rows(const Tensor& scores, const Tensor& blocked, double minus_infinity) {
-  const int64_t Nk = scores.size(-1);
-  const Tensor blocked_count = blocked.sum({-1}, /*keepdim=*/true);                   // (B|1, 1, Nq|1, 1) int64
-  const Tensor all_keys = full({}, Nk, TensorOptions(kInt64).device(scores.device()));  // ()
-  const Tensor fully_blocked = blocked_count.eq(all_keys);                             // (B|1, 1, Nq|1, 1)
-  const Tensor effective_block = logical_and(blocked, blocked_count.lt(all_keys));     // (B|1, 1, Nq|1, Nk)
-  const Tensor weights = softmax(scores.masked_fill(effective_block, minus_infinity), -1);  // (B, H, Nq, Nk)
-  return weights.masked_fill(fully_blocked, 0.0);
-}
-
 }  // namespace
 
 const std::vector<std::string>& available_attention_kinds() {
-  static const std::vector<std::string> kinds = {"softmax", "luna", "elu"};
+  static const std::vector<std::string> kinds = {"softmax", "luna", "elu", "performer", "cosformer", "hedgehog"};
   return kinds;
 }
 
+HedgehogFeatureMapImpl::HedgehogFeatureMapImpl(int64_t head_dim, int64_t num_heads) : Module("HedgehogFeatureMap") {
+  LUNA_CHECK(head_dim > 0 && num_heads > 0, "HedgehogFeatureMap: head_dim (", head_dim, ") and num_heads (",
+             num_heads, ") must be positive");
+  weight = register_parameter("weight", empty({num_heads, head_dim, head_dim}));
+  bias = register_parameter("bias", empty({num_heads, head_dim}));
+  reset_parameters();
+}
+
+void HedgehogFeatureMapImpl::reset_parameters() {
+  NoGradGuard no_grad;
+  const int64_t H = weight.size(0), d = weight.size(1);
+  weight.copy_(eye(d, TensorOptions(weight.dtype()).device(weight.device())).unsqueeze(0).expand({H, d, d}));
+  bias.zero_();
+}
+
+Tensor HedgehogFeatureMapImpl::forward(const Tensor& x) const { return hedgehog_feature_map(x, weight, bias); }
+
 Tensor softmax_attention(const Tensor& query, const Tensor& key, const Tensor& value, const Tensor& key_padding_mask,
                          bool causal, double dropout_p, bool training, Generator* generator) {
-  LUNA_CHECK(query.defined() && key.defined() && value.defined(), "softmax_attention: query, key and value must be ",
-             "defined");
-  LUNA_CHECK(query.dim() == 4 && key.dim() == 4 && value.dim() == 4, "softmax_attention: expected query, key and ",
-             "value of shape [B, H, N, d], got ", query.sizes(), ", ", key.sizes(), " and ", value.sizes());
-  const int64_t B = query.size(0), H = query.size(1), Nq = query.size(2), d = query.size(3);
-  const int64_t Nk = key.size(2);
-  LUNA_CHECK(key.size(0) == B && key.size(1) == H && key.size(3) == d, "softmax_attention: key of shape ", key.sizes(),
-             " does not match query of shape ", query.sizes(), " (expected [", B, ",", H, ",Nk,", d, "])");
-  LUNA_CHECK(value.size(0) == B && value.size(1) == H && value.size(2) == Nk, "softmax_attention: value of shape ",
-             value.sizes(), " does not match key of shape ", key.sizes(), " (expected [", B, ",", H, ",", Nk, ",dv])");
-  LUNA_CHECK(!causal || Nq == Nk, "softmax_attention: causal attention needs as many queries as keys, got Nq = ", Nq,
-             " and Nk = ", Nk);
-  if (key_padding_mask.defined()) check_key_padding_mask(key_padding_mask, B, Nk, "softmax_attention");
-
-  // Scaling q (N·d values) is cheaper than scaling the scores (N·N values).
-  const Tensor scores = matmul(query * (1.0 / std::sqrt(double(d))), key.transpose(-2, -1));  // (B, H, Nq, Nk)
-
-  // blocked[b, h, i, j] = true when query i may not see key j; broadcastable to the scores.
-  Tensor blocked;
-  if (key_padding_mask.defined()) blocked = key_padding_mask.view({B, 1, 1, Nk});  // (B, 1, 1, Nk)
-  if (causal) {
-    const TensorOptions positions = TensorOptions(kInt64).device(query.device());
-    const Tensor query_position = arange(Nq, positions).view({Nq, 1});  // (Nq, 1)
-    const Tensor key_position = arange(Nk, positions).view({1, Nk});    // (1, Nk)
-    const Tensor future = key_position.gt(query_position);              // (Nq, Nk)
-    blocked = blocked.defined() ? logical_or(blocked, future) : future;  // (B|1, 1, Nq, Nk)
-  }
-  const double minus_infinity = -std::numeric_limits<double>::infinity();
-  Tensor weights;  // (B, H, Nq, Nk)
-  if (!blocked.defined()) {
-    weights = softmax(scores, -1);
-  } else if (!key_padding_mask.defined()) {
-    // Causal only: every query sees at least its own key, so no row is fully blocked.
-    weights = softmax(scores.masked_fill(blocked, minus_infinity), -1);
-  } else {
-    weights = softmax_with_blocked_rows(scores, blocked, minus_infinity);
-  }
-  return matmul(dropout(weights, dropout_p, training, generator), value);  // (B, H, Nq, dv)
+  return scaled_dot_product_attention(query, key, value, key_padding_mask, causal, dropout_p, training, generator);
 }
 
 MultiHeadAttentionImpl::MultiHeadAttentionImpl(int64_t embed_dim, int64_t num_heads)
@@ -116,7 +82,30 @@ MultiHeadAttentionImpl::MultiHeadAttentionImpl(const MultiHeadAttentionOptions& 
   out_proj = register_module("out_proj", Linear(D, D, options.bias()));
   if (options.attention() == "luna")
     feature_map = register_module("feature_map", LunaFeatureMap(D / H, options.luna()));
+  if (options.attention() == "hedgehog")
+    hedgehog_feature_map = register_module("feature_map", HedgehogFeatureMap(D / H, H));
+  if (options.attention() == "performer") {
+    LUNA_CHECK(options.performer_features() > 0, "MultiHeadAttention: performer_features (m) must be positive, got ",
+               options.performer_features());
+    LUNA_CHECK(options.performer_redraw_interval() >= 0, "MultiHeadAttention: performer_redraw_interval must be >= 0 ",
+               "(0 = never redraw), got ", options.performer_redraw_interval());
+    projection_matrix = register_buffer("projection_matrix", zeros({options.performer_features(), D / H}));
+    calls_since_last_redraw = register_buffer("calls_since_last_redraw", zeros({}, TensorOptions(kInt64)));
+  }
+  LUNA_CHECK(options.cosformer_max_len() >= 0, "MultiHeadAttention: cosformer_max_len must be >= 0 (0 = the longest ",
+             "sequence of each call), got ", options.cosformer_max_len());
   reset_parameters();
+}
+
+void MultiHeadAttentionImpl::redraw_projection_matrix(Generator* generator) const {
+  LUNA_CHECK(projection_matrix.defined(), "MultiHeadAttention: redraw_projection_matrix needs attention = ",
+             "'performer', this module has '", options.attention(), "'");
+  NoGradGuard no_grad;
+  const TensorOptions like = TensorOptions(projection_matrix.dtype()).device(projection_matrix.device());
+  // New storage rather than an in-place copy: a graph built before the redraw still holds the old ω.
+  projection_matrix.set_data(orthogonal_random_features(projection_matrix.size(0), projection_matrix.size(1),
+                                                        generator, like));
+  calls_since_last_redraw.fill_(0);
 }
 
 void MultiHeadAttentionImpl::reset_parameters(Generator* generator) {
@@ -127,6 +116,8 @@ void MultiHeadAttentionImpl::reset_parameters(Generator* generator) {
   out_proj->reset_parameters(generator);
   if (out_proj->bias.defined()) init::zeros_(out_proj->bias);
   if (!feature_map.is_empty()) feature_map->reset_parameters(generator);
+  if (!hedgehog_feature_map.is_empty()) hedgehog_feature_map->reset_parameters();
+  if (projection_matrix.defined()) redraw_projection_matrix(generator);
 }
 
 Tensor MultiHeadAttentionImpl::forward(const Tensor& query, const Tensor& key_in, const Tensor& value_in,
@@ -153,8 +144,25 @@ Tensor MultiHeadAttentionImpl::forward(const Tensor& query, const Tensor& key_in
   const Tensor v = v_proj(value).reshape({B, Nk, H, d}).transpose(1, 2);  // (B, H, Nk, d)
   // The constructor admits only available kinds; each kind maps (q, k, v) to (B, H, Nq, d).
   Tensor heads;
-  if (options.attention() == "softmax") {
-    heads = softmax_attention(q, k, v, key_padding_mask, options.causal(), options.dropout(), is_training());
+  const std::string& kind = options.attention();
+  LinearAttentionOptions linear_options;  // the linear kinds: all but softmax
+  linear_options.key_padding_mask = key_padding_mask;
+  linear_options.causal = options.causal();
+  linear_options.eps = options.linear_eps();
+  if (kind == "softmax") {
+    heads = scaled_dot_product_attention(q, k, v, key_padding_mask, options.causal(), options.dropout(),
+                                         is_training());
+  } else if (kind == "performer") {
+    if (is_training() && options.performer_redraw_interval() > 0) {
+      if (calls_since_last_redraw.item<int64_t>() >= options.performer_redraw_interval()) redraw_projection_matrix();
+      NoGradGuard no_grad;
+      calls_since_last_redraw.add_(1);
+    }
+    heads = performer_attention(q, k, v, projection_matrix, linear_options);
+  } else if (kind == "cosformer") {
+    heads = cosformer_attention(q, k, v, options.cosformer_max_len(), linear_options);
+  } else if (kind == "hedgehog") {
+    heads = linear_attention(hedgehog_feature_map(q), hedgehog_feature_map(k), v, linear_options);
   } else if (options.attention() == "luna" || options.attention() == "elu") {
     LinearAttentionOptions linear;
     linear.key_padding_mask = key_padding_mask;

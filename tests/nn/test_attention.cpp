@@ -261,9 +261,11 @@ TEST_CASE("MultiHeadAttention: attention dropout only while training", "[nn][att
 TEST_CASE("MultiHeadAttention: bad options and inputs are rejected clearly", "[nn][attention][errors]") {
   REQUIRE_THROWS_WITH(nn::MultiHeadAttention(10, 3), Contains("MultiHeadAttention") && Contains("embed_dim 10") &&
                                                          Contains("num_heads 3"));
-  REQUIRE_THROWS_WITH(nn::MultiHeadAttention(nn::MultiHeadAttentionOptions(8, 2).attention("performer")),
-                      Contains("'performer'") && Contains("available kinds: softmax, luna, elu"));
-  REQUIRE(nn::available_attention_kinds() == std::vector<std::string>{"softmax", "luna", "elu"});
+  REQUIRE_THROWS_WITH(nn::MultiHeadAttention(nn::MultiHeadAttentionOptions(8, 2).attention("reformer")),
+                      Contains("'reformer'") &&
+                          Contains("available kinds: softmax, luna, elu, performer, cosformer, hedgehog"));
+  REQUIRE(nn::available_attention_kinds() ==
+          std::vector<std::string>{"softmax", "luna", "elu", "performer", "cosformer", "hedgehog"});
 
   nn::MultiHeadAttention mha(8, 2);
   REQUIRE_THROWS_WITH(mha(zeros({2, 5, 6})), Contains("MultiHeadAttention") && Contains("[B, N, 8]") &&
