@@ -460,6 +460,7 @@ PathfinderOptions PathfinderOptions::pathfinder128() {
   o.continuity = 1.8;
   o.contour_length = 14;
   o.distractor_length = 14.0 / 3.0;  // the original's contour_length / 3, a float
+  o.distractor_length_is_float = true;
   o.num_distractor_snakes = 8;       // `while isnake < 35 / (14 / 3)` = 7.5 runs 8 times
   o.snake_contrasts = {0.9};
   o.paddle_contrasts = {1.0};
@@ -495,6 +496,9 @@ void PathfinderOptions::validate() const {
              num_distractor_snakes);
   LUNA_CHECK(num_distractor_snakes == 0 || distractor_length >= 1, "pathfinder generator: distractor_length must be ",
              ">= 1, got ", distractor_length);
+  LUNA_CHECK(distractor_length_is_float || distractor_length == std::floor(distractor_length),
+             "pathfinder generator: distractor_length ", distractor_length,
+             " is not a whole number; set distractor_length_is_float to spell it as a float");
   LUNA_CHECK(!snake_contrasts.empty() && !paddle_contrasts.empty(),
              "pathfinder generator: snake_contrasts and paddle_contrasts must not be empty");
   LUNA_CHECK(max_paddle_retrial >= 0 && max_distractor_contour_retrial >= 0,
@@ -579,9 +583,8 @@ std::string encode_png_gray(const Grid<uint8_t>& image) {
 std::string pathfinder_metadata_line(int64_t batch, int64_t index, int label, int paddle_margin,
                                      const PathfinderOptions& o) {
   // The original's distractor_length was an int at 32 px (14 // 3) and a float at 128 px (14 / 3).
-  const std::string distractor = o.distractor_length == std::floor(o.distractor_length)
-                                     ? std::to_string(int64_t(o.distractor_length))
-                                     : python_float(o.distractor_length);
+  const std::string distractor = o.distractor_length_is_float ? python_float(o.distractor_length)
+                                                              : std::to_string(int64_t(o.distractor_length));
   std::string line = "imgs/" + std::to_string(batch) + " sample_" + std::to_string(index) + ".png ";
   line += std::to_string(index) + " " + std::to_string(label) + " " + python_float(o.continuity) + " ";
   line += std::to_string(o.contour_length) + " " + distractor + " " + std::to_string(o.paddle_length) + " ";

@@ -33,6 +33,7 @@ struct PathfinderOptions {
   // Paddles per distractor: int(distractor_length). Kept as the original's number (14 // 3 = 4 at
   // 32 px, 14 / 3 = 4.67 at 128 px) because it is written into the metadata as such.
   double distractor_length = 4;
+  bool distractor_length_is_float = false;  // spelled 4.666666666666667 / 3.0 (Python float), not 4
   int num_distractor_snakes = 5;
   std::vector<double> snake_contrasts = {2.0};
   std::vector<double> paddle_contrasts = {0.75};

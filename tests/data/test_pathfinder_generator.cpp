@@ -265,6 +265,10 @@ TEST_CASE("pathfinder metadata lines spell the original's values", "[pathfinder_
           "imgs/0 sample_3.png 3 1 1.0 14 4 2 0.5 1 1");
   REQUIRE(pathfinder_metadata_line(17, 0, 0, 3, PathfinderOptions::pathfinder128()) ==
           "imgs/17 sample_0.png 0 0 1.8 14 4.666666666666667 5 1.5 3 1");
+  PathfinderOptions path_x_9 = PathfinderOptions::pathfinder128();
+  path_x_9.contour_length = 9;
+  path_x_9.distractor_length = 9 / 3.0;  // Python's 9 / 3 is the float 3.0
+  REQUIRE(pathfinder_metadata_line(1, 2, 1, 2, path_x_9) == "imgs/1 sample_2.png 2 1 1.8 9 3.0 5 1.5 2 1");
   REQUIRE(PathfinderOptions::pathfinder32().difficulty_name() == "curv_contour_length_14");
   PathfinderOptions baseline;
   baseline.contour_length = 6;
