@@ -39,7 +39,10 @@ LraClassifierImpl::LraClassifierImpl(const LraClassifierOptions& o) : nn::Module
                          .activation(o.activation())
                          .norm_first(o.norm_first())
                          .attention(o.attention())
-                         .luna(o.luna());
+                         .luna(o.luna())
+                         .performer_features(o.performer_features())
+                         .performer_redraw_interval(o.performer_redraw_interval())
+                         .cosformer_max_len(o.max_len());
   encoder = register_module("encoder", nn::TransformerEncoder(layer, o.depth(), o.final_norm()));
   const int64_t features = !o.dual() ? o.dim() : (o.interaction() == "concat4" ? 4 * o.dim() : 2 * o.dim());
   head = register_module("head", nn::MLP(features, o.head_hidden(), o.num_classes(), "relu", 0.0));

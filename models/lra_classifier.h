@@ -29,6 +29,10 @@ struct LraClassifierOptions {
   LUNA_ARG(std::string, attention) = "softmax";
   // The feature map options of attention = "luna" (M, L, Hψ, ...), passed to every layer.
   LUNA_ARG(LunaFeatureMapOptions, luna) = {};
+  // performer: m random features and the redraw schedule (training calls between redraws, 0 =
+  // never). cosformer's M is the model's max_len, so outputs do not depend on a batch's padding.
+  LUNA_ARG(int64_t, performer_features) = 128;
+  LUNA_ARG(int64_t, performer_redraw_interval) = 1000;
   LUNA_ARG(std::string, pooling) = "mean";        // "mean" over real tokens | "cls" (position 0)
   LUNA_ARG(std::string, positions) = "learned";   // "learned" | "sinusoidal"
   LUNA_ARG(int64_t, padding_idx) = 0;             // token id of padding; its positions are masked

@@ -81,7 +81,7 @@ MultiHeadAttentionImpl::MultiHeadAttentionImpl(const MultiHeadAttentionOptions& 
   v_proj = register_module("v_proj", Linear(D, D, options.bias()));
   out_proj = register_module("out_proj", Linear(D, D, options.bias()));
   if (options.attention() == "luna")
-    feature_map = register_module("feature_map", LunaFeatureMap(D / H, options.luna()));
+    feature_map = register_module("feature_map", LunaFeatureMap(D / H, options.luna(), H));
   if (options.attention() == "hedgehog")
     hedgehog_feature_map = register_module("feature_map", HedgehogFeatureMap(D / H, H));
   if (options.attention() == "performer") {

@@ -21,7 +21,11 @@ TransformerEncoderLayerImpl::TransformerEncoderLayerImpl(const TransformerEncode
                                                                    .bias(options.bias())
                                                                    .attention(options.attention())
                                                                    .causal(options.causal())
-                                                                   .luna(options.luna())));
+                                                                   .luna(options.luna())
+                                                                   .performer_features(options.performer_features())
+                                                                   .performer_redraw_interval(
+                                                                       options.performer_redraw_interval())
+                                                                   .cosformer_max_len(options.cosformer_max_len())));
   linear1 = register_module("linear1", Linear(D, options.dim_feedforward(), options.bias()));
   dropout = register_module("dropout", Dropout(options.dropout()));
   linear2 = register_module("linear2", Linear(options.dim_feedforward(), D, options.bias()));

@@ -34,6 +34,11 @@ struct TransformerEncoderLayerOptions {
   LUNA_ARG(bool, causal) = false;
   // The feature map options of attention = "luna" (MultiHeadAttentionOptions::luna).
   LUNA_ARG(LunaFeatureMapOptions, luna) = {};
+  // Passed to MultiHeadAttention as its options of the same names (performer: m and the redraw
+  // schedule; cosformer: M, 0 = the length of each call).
+  LUNA_ARG(int64_t, performer_features) = 128;
+  LUNA_ARG(int64_t, performer_redraw_interval) = 1000;
+  LUNA_ARG(int64_t, cosformer_max_len) = 0;
 };
 
 class TransformerEncoderLayerImpl : public Module {

@@ -149,7 +149,7 @@ void require_finite_gradients(const nn::Module& module) {
 }  // namespace
 
 TEST_CASE("MultiHeadAttention luna: checkpoint names and shapes", "[nn][luna]") {
-  REQUIRE(nn::available_attention_kinds() == std::vector<std::string>{"softmax", "luna", "elu"});
+  REQUIRE(nn::available_attention_kinds() == std::vector<std::string>{"softmax", "luna", "elu", "performer", "cosformer", "hedgehog"});
   nn::MultiHeadAttention mha = luna_mha(8, 2, small_luna("per_channel", true));
   std::vector<std::string> names;
   std::vector<Dims> shapes;
@@ -185,9 +185,45 @@ TEST_CASE("MultiHeadAttention luna: checkpoint names and shapes", "[nn][luna]") 
 
   // softmax and elu have no feature map.
   REQUIRE(nn::MultiHeadAttention(nn::MultiHeadAttentionOptions(8, 2).attention("elu"))->state_dict().size() == 8);
-  LunaFeatureMapOptions per_head = small_luna();
-  per_head.per_head = true;
-  REQUIRE_THROWS_WITH(luna_mha(8, 2, per_head), Catch::Contains("per_head"));
+}
+
+TEST_CASE("MultiHeadAttention luna per_head: one φ per head, equal to the shared φ when the heads agree",
+          "[nn][luna]") {
+  LunaFeatureMapOptions per_head_options = small_luna();
+  per_head_options.per_head = true;
+  nn::MultiHeadAttention per_head = luna_mha(8, 2, per_head_options);
+  nn::MultiHeadAttention shared = luna_mha(8, 2, small_luna());
+  randomize_parameters(*shared, 11);
+  // Every per-head tensor has a leading H = 2 dim under the shared layout's name: copy the shared
+  // values into both heads.
+  std::map<std::string, Tensor> shared_state;
+  for (const auto& [name, t] : shared->state_dict()) shared_state[name] = t;
+  {
+    NoGradGuard no_grad;
+    for (const auto& [name, t] : per_head->named_parameters()) {
+      const Tensor& source = shared_state.at(name);
+      if (name.starts_with("feature_map.")) {
+        REQUIRE(t.size(0) == 2);
+        REQUIRE(t.sizes() == [&] { Dims d{2}; for (int64_t s : source.sizes()) d.push_back(s); return d; }());
+        t.copy_(source.unsqueeze(0).expand(t.sizes()));
+      } else {
+        t.copy_(source);
+      }
+    }
+  }
+  const Tensor x = random_tensor({2, 5, 8}, 12);
+  require_close(values(per_head(x)), values(shared(x)), 1e-6, 1e-7);
+
+  // Heads with different φ give a different output than head 0's φ used for both.
+  {
+    NoGradGuard no_grad;
+    const Tensor w = per_head->feature_map->proj->weight;  // (H, M, d)
+    w.narrow(0, 1, 1).mul_(-1.0);
+  }
+  const std::vector<double> mixed = values(per_head(x)), reference = values(shared(x));
+  double largest_difference = 0;
+  for (size_t i = 0; i < mixed.size(); ++i) largest_difference = std::max(largest_difference, std::abs(mixed[i] - reference[i]));
+  REQUIRE(largest_difference > 1e-4);
 }
 
 TEST_CASE("MultiHeadAttention luna: forward equals luna_attention with the same parameters", "[nn][luna]") {

@@ -166,8 +166,8 @@ TEST_CASE("TransformerEncoder: stacked layers, final norm and padding invariance
 }
 
 TEST_CASE("TransformerEncoderLayer: options pass through and bad input is rejected", "[nn][transformer][errors]") {
-  REQUIRE_THROWS_WITH(nn::TransformerEncoderLayer(nn::TransformerEncoderLayerOptions(8, 2).attention("cosformer")),
-                      Contains("'cosformer'") && Contains("available kinds: softmax"));
+  REQUIRE_THROWS_WITH(nn::TransformerEncoderLayer(nn::TransformerEncoderLayerOptions(8, 2).attention("reformer")),
+                      Contains("'reformer'") && Contains("available kinds: softmax"));
   REQUIRE_THROWS_WITH(nn::TransformerEncoderLayer(nn::TransformerEncoderLayerOptions(8, 2).activation("tanh")),
                       Contains("TransformerEncoderLayer") && Contains("'tanh'"));
   REQUIRE_THROWS_WITH(nn::TransformerEncoderLayer(10, 4), Contains("embed_dim 10") && Contains("num_heads 4"));
