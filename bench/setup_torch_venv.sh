@@ -14,7 +14,8 @@ venv=${1:-"$root/build/venv-torch"}
 python=${PYTHON:-/usr/bin/python3}
 
 "$python" -m venv "$venv"
-"$venv/bin/pip" install --index-url https://pypi.org/simple "${TORCH_SPEC:-torch}"
+# numpy: torch warns without it, and scripts/make_*_fixture.py write tensors through it.
+"$venv/bin/pip" install --index-url https://pypi.org/simple "${TORCH_SPEC:-torch}" numpy
 "$venv/bin/python" -c '
 import torch
 x = torch.randn(64, 64, requires_grad=True)
