@@ -14,6 +14,9 @@
 //   fwd_ms      forward with autograd recording, as in training; median over rounds
 //   fwd_bwd_ms  forward + backward of the output with a fixed random gradient, down to q, k, v and
 //               the feature-map parameters; median over rounds
+//   fwd_bwd_cpu_ms  the same in process CPU time (all threads). On a shared machine wall time grows
+//               with other tenants' load while CPU time barely does, so the scaling target (a ratio
+//               across shapes measured minutes apart) is also reported on CPU time
 //   peak_bytes  the caching allocator's peak of live bytes during one forward+backward, minus what
 //               was live before it (inputs and parameters): the memory the call itself needed
 // Within one shape the kinds are timed in interleaved rounds (the order rotates every round) so that
@@ -22,6 +25,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <functional>
 #include <map>
 #include <sstream>
@@ -97,8 +101,15 @@ struct Row {
   int64_t features;
   double fwd_ms, fwd_bwd_ms;
   int64_t peak_bytes;
+  double fwd_bwd_cpu_ms = 0;
   std::vector<double> fwd_bwd_rounds;  // per-round times, for paired ratios
 };
+
+double cpu_ms() {
+  timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return double(t.tv_sec) * 1e3 + double(t.tv_nsec) / 1e6;
+}
 
 void clear_grads(const std::vector<Tensor>& leaves) {
   for (const Tensor& t : leaves) t.set_grad(Tensor());
@@ -141,11 +152,23 @@ std::vector<Row> run_shape(const Shape& s, const std::vector<std::string>& kinds
     });
   }
   const auto forward_times = bench::interleaved_times(forward_fns, 1, reps);
-  const auto training_times = bench::interleaved_times(training_fns, 1, reps);
+  // Training rounds record CPU time next to wall time.
+  std::vector<std::vector<double>> training_cpu(training_fns.size());
+  std::vector<std::function<void()>> training_with_cpu;
+  for (size_t i = 0; i < training_fns.size(); ++i)
+    training_with_cpu.push_back([&, i] {
+      const double start = cpu_ms();
+      training_fns[i]();
+      training_cpu[i].push_back(cpu_ms() - start);
+    });
+  const auto training_times = bench::interleaved_times(training_with_cpu, 1, reps);
   for (size_t i = 0; i < rows.size(); ++i) {
     rows[i].fwd_ms = bench::median(forward_times[i]);
     rows[i].fwd_bwd_ms = bench::median(training_times[i]);
     rows[i].fwd_bwd_rounds = training_times[i];
+    // The warm-up round is the first CPU sample.
+    rows[i].fwd_bwd_cpu_ms =
+        bench::median(std::vector<double>(training_cpu[i].begin() + 1, training_cpu[i].end()));
     clear_grads(problems[i].leaves);
   }
   return rows;
@@ -154,13 +177,14 @@ std::vector<Row> run_shape(const Shape& s, const std::vector<std::string>& kinds
 void print_row(const Row& r, bool json) {
   if (json) {
     std::printf("{\"kind\": \"%s\", \"B\": %lld, \"H\": %lld, \"N\": %lld, \"d\": %lld, \"features\": %lld, "
-                "\"fwd_ms\": %.3f, \"fwd_bwd_ms\": %.3f, \"peak_bytes\": %lld}\n",
+                "\"fwd_ms\": %.3f, \"fwd_bwd_ms\": %.3f, \"fwd_bwd_cpu_ms\": %.3f, \"peak_bytes\": %lld}\n",
                 r.kind.c_str(), (long long)r.shape.B, (long long)r.shape.H, (long long)r.shape.N,
-                (long long)r.shape.d, (long long)r.features, r.fwd_ms, r.fwd_bwd_ms, (long long)r.peak_bytes);
+                (long long)r.shape.d, (long long)r.features, r.fwd_ms, r.fwd_bwd_ms, r.fwd_bwd_cpu_ms,
+                (long long)r.peak_bytes);
   } else {
-    std::printf("%-10s %4lld %3lld %6lld %4lld %8lld %11.2f %11.2f %12.1f\n", r.kind.c_str(), (long long)r.shape.B,
-                (long long)r.shape.H, (long long)r.shape.N, (long long)r.shape.d, (long long)r.features, r.fwd_ms,
-                r.fwd_bwd_ms, double(r.peak_bytes) / (1 << 20));
+    std::printf("%-10s %4lld %3lld %6lld %4lld %8lld %11.2f %11.2f %11.2f %12.1f\n", r.kind.c_str(),
+                (long long)r.shape.B, (long long)r.shape.H, (long long)r.shape.N, (long long)r.shape.d,
+                (long long)r.features, r.fwd_ms, r.fwd_bwd_ms, r.fwd_bwd_cpu_ms, double(r.peak_bytes) / (1 << 20));
   }
   std::fflush(stdout);
 }
@@ -185,9 +209,10 @@ void print_summary(const std::vector<Row>& rows, const char* prefix) {
   const Row* small = find(rows, "luna", 1, 1024);
   const Row* large = find(rows, "luna", 1, 16384);
   if (small && large)
-    std::printf("%sLUNA B=1 N=16384 vs N=1024 (16x the tokens): fwd+bwd time x%.2f (target <= 18), peak memory "
-                "x%.2f (target <= 18)\n",
-                prefix, large->fwd_bwd_ms / small->fwd_bwd_ms, double(large->peak_bytes) / double(small->peak_bytes));
+    std::printf("%sLUNA B=1 N=16384 vs N=1024 (16x the tokens): fwd+bwd wall time x%.2f, CPU time x%.2f (target "
+                "<= 18), peak memory x%.2f (target <= 18)\n",
+                prefix, large->fwd_bwd_ms / small->fwd_bwd_ms, large->fwd_bwd_cpu_ms / small->fwd_bwd_cpu_ms,
+                double(large->peak_bytes) / double(small->peak_bytes));
   const Row* luna = find(rows, "luna", 32, 2048);
   for (const char* other : {"performer", "elu", "softmax", "cosformer", "hedgehog"}) {
     const Row* o = find(rows, other, 32, 2048);
@@ -239,8 +264,8 @@ int main(int argc, char** argv) {
     set_num_threads(threads);
 
     if (!json)
-      std::printf("# threads=%d reps=%d\n%-10s %4s %3s %6s %4s %8s %11s %11s %12s\n", threads, reps, "kind", "B", "H",
-                  "N", "d", "features", "fwd_ms", "fwd_bwd_ms", "peak_MiB");
+      std::printf("# threads=%d reps=%d\n%-10s %4s %3s %6s %4s %8s %11s %11s %11s %12s\n", threads, reps, "kind", "B",
+                  "H", "N", "d", "features", "fwd_ms", "fwd_bwd_ms", "f+b_cpu_ms", "peak_MiB");
     std::vector<Row> all;
     if (!bench::has_flag(argc, argv, "--skip-scaling")) {
       for (int64_t N = 256; N <= max_n; N *= 2) {
