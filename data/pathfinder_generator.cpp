@@ -511,6 +511,7 @@ std::string PathfinderOptions::difficulty_name() const {
 }
 
 PathfinderImage generate_pathfinder_image(RandomStream& rng, const PathfinderOptions& o) {
+  o.validate();
   PathfinderImage result;
   result.label = int(rng.randint(0, 2));
   result.paddle_margin = o.paddle_margins[size_t(rng.randint(0, int64_t(o.paddle_margins.size())))];
