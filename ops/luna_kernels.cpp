@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include <omp.h>
@@ -69,6 +70,8 @@ inline T outer_relu(T s) { return s < T(0) ? T(0) : s; }
 template <class T>
 struct PiecewiseTable {
   std::vector<T> kinks;               // (D) distinct, sorted, rounded to T like the inputs they meet
+  std::vector<T> kinks_and_nan;       // (D + 1) the kinks then a NaN, so kinks_and_nan[k] is valid for
+                                      // every count k ≤ D and equals no input
   std::vector<int64_t> kink_bucket;   // (Hψ) κ_j, or −1 for a_j = 0
   std::vector<T> slope, intercept;    // (2D+1) per bucket, intercept including e_ℓ
 };
@@ -80,14 +83,13 @@ constexpr int kLookupBlock = 16;
 // branch-free compare over all D kinks (D ≤ Hψ, 64 by default) beats a binary search and a grid
 // of cells (both measured slower): it runs kLookupBlock scalars per vector pass and never
 // mispredicts. NaN counts 0 kinks and stays NaN through the table.
+// Fixed trip counts over the whole block (inputs past n are copies of x[0]) so these loops vectorise,
+// with gathers for the table lookups.
 template <class T>
-inline void finish_buckets(const PiecewiseTable<T>& table, const T* values, const int32_t* below, int n,
+inline void finish_buckets(const PiecewiseTable<T>& table, const T* values, const int32_t* below, int /*n*/,
                            int32_t* bucket) {
-  const int64_t D = int64_t(table.kinks.size());
-  for (int s = 0; s < n; ++s) {
-    const int32_t k = below[s];
-    bucket[s] = 2 * k + ((k < D && table.kinks[k] == values[s]) ? 1 : 0);
-  }
+  const T* kinks = table.kinks_and_nan.data();
+  for (int s = 0; s < kLookupBlock; ++s) bucket[s] = 2 * below[s] + (kinks[below[s]] == values[s] ? 1 : 0);
 }
 
 template <class T>
@@ -152,6 +154,8 @@ std::vector<PiecewiseTable<T>> build_piecewise_tables(const PsiParams<T>& params
       if (a[j] != T(0)) table.kinks.push_back(kink_of(a[j], c[j]));
     std::sort(table.kinks.begin(), table.kinks.end());
     table.kinks.erase(std::unique(table.kinks.begin(), table.kinks.end()), table.kinks.end());
+    table.kinks_and_nan = table.kinks;
+    table.kinks_and_nan.push_back(std::numeric_limits<T>::quiet_NaN());
 
     double constant = double(params.fc2_bias[table_index]);
     table.kink_bucket.assign(hidden, -1);
@@ -388,15 +392,20 @@ void psi_forward_piecewise(const T* u, const PsiParams<T>& params, const PsiShap
     const T* u_row = u + row * M;    // (M)
     T* out_row = out + row * M * L;  // (M, L)
     int32_t bucket[kLookupBlock];
+    T result[kLookupBlock];
     for (int64_t l = 0; l < L; ++l) {
       const PiecewiseTable<T>& table = group_tables[l];
+      const T* slope = table.slope.data();
+      const T* intercept = table.intercept.data();
       for (int64_t start = 0; start < M; start += kLookupBlock) {
         const int n = int(std::min<int64_t>(kLookupBlock, M - start));
-        buckets_of_block(table, u_row + start, n, bucket);
-        for (int s = 0; s < n; ++s) {
-          const T x = u_row[start + s];
-          out_row[(start + s) * L + l] = scale * outer_relu(table.slope[bucket[s]] * x + table.intercept[bucket[s]]);
+        const T* x = u_row + start;
+        buckets_of_block(table, x, n, bucket);
+        for (int s = 0; s < kLookupBlock; ++s) {
+          const T value = x[s < n ? s : 0];
+          result[s] = scale * outer_relu(slope[bucket[s]] * value + intercept[bucket[s]]);
         }
+        for (int s = 0; s < n; ++s) out_row[(start + s) * L + l] = result[s];
         if (buckets_out != nullptr)
           for (int s = 0; s < n; ++s) buckets_out[(row * M + start + s) * L + l] = uint8_t(bucket[s]);
       }
