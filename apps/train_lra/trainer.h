@@ -1,0 +1,22 @@
+// The train_lra run: data, model, optimizer and schedule from a RunConfig; the training loop with
+// dev evaluations, checkpoints (resumable bit-exactly, also after Ctrl-C), the best-dev model
+// evaluated on test, and the files of the run folder.
+//
+// Run folder (--out):
+//   checkpoint.safetensors  train state (model, optimizer, RNG, step, data cursor, config)
+//   best.safetensors        model weights with the best dev accuracy so far
+//   metrics.jsonl           one JSON object per logged step (train window averages, dev results)
+//   summary.json            the run's result (written when training completes)
+//   curves.svg              loss and accuracy curves
+//   kernels.svg             attention = luna: each layer's ψ_ℓ over the observed u
+#pragma once
+#include "config.h"
+
+namespace luna::train_lra {
+
+// Runs (or resumes) the configured training. Returns the process exit code: 0 when training
+// completed or stopped at --stop-after, 130 / 143 after SIGINT / SIGTERM (checkpoint saved).
+// Errors (bad data, a mismatched --resume, ...) are thrown as luna::Error.
+int run_training(const RunConfig& config);
+
+}  // namespace luna::train_lra

@@ -1,0 +1,332 @@
+// End-to-end tests of apps/train_lra, run as a separate process the way a user runs it: bad
+// command lines fail with messages naming the flag and value; a tiny generated ListOps run writes
+// every output file with the documented keys for every attention kind; --resume after
+// --stop-after or after SIGINT continues bit-exactly (the same losses as an uninterrupted run).
+// The binary is found next to this test in the build tree (<build>/apps/train_lra), or through
+// the environment variable LUNA_TRAIN_LRA.
+#include "test_util.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include <luna/data/listops.h>
+#include <luna/nn/attention.h>
+
+using namespace luna;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path train_lra_binary() {
+  if (const char* env = std::getenv("LUNA_TRAIN_LRA")) return env;
+  // <build>/tests/test_e2e_train_lra -> <build>/apps/train_lra
+  return fs::canonical("/proc/self/exe").parent_path().parent_path() / "apps" / "train_lra";
+}
+
+// A folder for this process's runs, removed at exit.
+fs::path scratch() {
+  struct Folder {
+    fs::path path = fs::temp_directory_path() / ("luna_e2e_train_lra_" + std::to_string(::getpid()));
+    Folder() {
+      fs::remove_all(path);
+      fs::create_directories(path);
+    }
+    ~Folder() {
+      std::error_code ignored;
+      fs::remove_all(path, ignored);
+    }
+  };
+  static const Folder folder;
+  return folder.path;
+}
+
+struct Child {
+  pid_t pid = -1;
+  fs::path out, err;
+};
+
+// Starts train_lra with `args`, stdout and stderr going to files named after `name`.
+Child start(const std::vector<std::string>& args, const std::string& name) {
+  Child child;
+  child.out = scratch() / (name + ".stdout");
+  child.err = scratch() / (name + ".stderr");
+  const std::string binary = train_lra_binary().string();
+  std::vector<std::string> all = {binary};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : all) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const std::string out = child.out.string(), err = child.err.string();
+  child.pid = ::fork();
+  REQUIRE(child.pid >= 0);
+  if (child.pid == 0) {
+    const int out_fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int err_fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (out_fd < 0 || err_fd < 0) ::_exit(126);
+    ::dup2(out_fd, 1);
+    ::dup2(err_fd, 2);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  return child;
+}
+
+std::string slurp(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+struct Result {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+Result finish(const Child& child) {
+  int status = 0;
+  REQUIRE(::waitpid(child.pid, &status, 0) == child.pid);
+  Result r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = slurp(child.out);
+  r.err = slurp(child.err);
+  return r;
+}
+
+Result run(const std::vector<std::string>& args, const std::string& name) { return finish(start(args, name)); }
+
+// A generated ListOps small enough for a fraction of a second per run. `extra` is appended;
+// `replace` changes the value of one of the flags below (each flag may be given once).
+std::vector<std::string> tiny(const std::string& out, std::vector<std::string> extra = {},
+                              const std::map<std::string, std::string>& replace = {}) {
+  const std::vector<std::pair<std::string, std::string>> flags = {
+      {"--task", "listops"}, {"--data", (scratch() / "data").string()}, {"--train-examples", "96"},
+      {"--dev-examples", "32"}, {"--test-examples", "32"}, {"--listops-min-length", "10"},
+      {"--listops-max-length", "40"}, {"--max-len", "64"}, {"--batch", "8"}, {"--dim", "16"}, {"--heads", "2"},
+      {"--layers", "1"}, {"--ffn", "32"}, {"--head-hidden", "16"}, {"--warmup", "2"}, {"--threads", "2"},
+      {"--progress", "lines"}, {"--out", (scratch() / out).string()}};
+  std::vector<std::string> args = {"--generate"};
+  for (const auto& [flag, value] : flags) {
+    args.push_back(flag);
+    args.push_back(replace.count(flag) ? replace.at(flag) : value);
+  }
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+std::vector<json> metrics_of(const std::string& out) {
+  std::ifstream in(scratch() / out / "metrics.jsonl");
+  std::vector<json> records;
+  std::string line;
+  while (std::getline(in, line)) records.push_back(json::parse(line));
+  return records;
+}
+
+// step -> the loss that step trained on.
+std::map<int64_t, double> losses_of(const std::string& out) {
+  std::map<int64_t, double> losses;
+  for (const auto& r : metrics_of(out)) losses[r.at("step").get<int64_t>()] = r.at("loss").get<double>();
+  return losses;
+}
+
+void require_failure(const Result& r, int exit_code, const std::vector<std::string>& fragments) {
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  CHECK(r.exit_code == exit_code);
+  for (const auto& fragment : fragments) CHECK(r.err.find(fragment) != std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("train_lra: bad command lines are errors that name the flag and the value", "[e2e][train_lra]") {
+  REQUIRE(fs::exists(train_lra_binary()));
+  require_failure(run({"--task", "sorting"}, "bad_task"), 2, {"--task", "sorting", "listops"});
+  require_failure(run({"--task", "listops", "--steps", "many"}, "bad_steps"), 2, {"--steps", "many"});
+  require_failure(run({"--task", "listops", "--steps", "0"}, "zero_steps"), 2, {"--steps must be >= 1, got 0"});
+  require_failure(run({"--task", "listops", "--attention", "fancy"}, "bad_attention"), 2,
+                  {"--attention", "fancy", "softmax"});
+  require_failure(run({"--task", "listops", "--dim", "30", "--heads", "4"}, "bad_heads"), 2,
+                  {"--dim (30) must be divisible by --heads (4)"});
+  require_failure(run({"--task", "listops", "--dropout", "1.5"}, "bad_dropout"), 2, {"--dropout", "1.5"});
+  require_failure(run({"--task", "listops", "--luna-act", "tanh"}, "bad_act"), 2, {"--luna-act", "tanh"});
+  require_failure(run({"--task", "listops", "--no-such-flag"}, "unknown_flag"), 2, {"--no-such-flag"});
+  require_failure(run({"--task", "text", "--generate"}, "generate_text"), 2, {"--generate", "text"});
+  require_failure(run({"--attention", "elu"}, "no_task"), 2, {"--task is required"});
+  require_failure(run({"--task", "listops", "--protocol", "demo", "--task", "text"}, "twice"), 2, {"--task"});
+#ifndef LUNA_WITH_CUDA
+  require_failure(run({"--task", "listops", "--device", "cuda"}, "cuda"), 2, {"--device cuda", "without CUDA"});
+#endif
+  require_failure(run({"--task", "listops", "--device", "tpu"}, "tpu"), 2, {"--device", "tpu"});
+  // Errors past parsing: missing data, resume without a checkpoint, warmup past the end.
+  const std::string missing = (scratch() / "no_such_release").string();
+  require_failure(run({"--task", "listops", "--data", missing, "--out", (scratch() / "x").string()}, "no_data"), 1,
+                  {"no listops data", missing, "--generate"});
+  require_failure(run(tiny("never_ran", {"--resume", "--steps", "4"}), "resume_nothing"), 1,
+                  {"--resume", "checkpoint.safetensors"});
+  require_failure(run(tiny("warmup", {"--steps", "4"}, {{"--warmup", "10"}}), "warmup"), 1,
+                  {"--warmup (10) must not exceed --steps (4)"});
+}
+
+TEST_CASE("train_lra: a tiny generated ListOps run writes every output, for each attention kind", "[e2e][train_lra]") {
+  REQUIRE(fs::exists(train_lra_binary()));
+  for (const std::string& kind : nn::available_attention_kinds()) {
+    INFO("attention " << kind);
+    const std::string out = "tiny_" + kind;
+    const Result r = run(tiny(out, {"--attention", kind, "--steps", "12", "--eval-every", "6", "--log-every", "3"}), out);
+    INFO("stdout: " << r.out << "\nstderr: " << r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.out.find("test accuracy") != std::string::npos);
+    CHECK(r.out.find("majority class") != std::string::npos);
+    const fs::path dir = scratch() / out;
+    for (const char* file : {"summary.json", "metrics.jsonl", "curves.svg", "checkpoint.safetensors", "best.safetensors"})
+      CHECK(fs::exists(dir / file));
+    CHECK(fs::exists(dir / "kernels.svg") == (kind == "luna"));
+
+    const json summary = json::parse(slurp(dir / "summary.json"));
+    for (const char* key : {"task", "protocol", "attention", "steps", "params", "train_examples", "dev_examples",
+                            "test_examples", "dev_accuracy", "test_accuracy", "majority_class_accuracy",
+                            "tokens_per_second", "peak_memory_bytes", "seed", "data_source"})
+      CHECK(summary.contains(key));
+    CHECK(summary["task"] == "listops");
+    CHECK(summary["protocol"] == "skyformer");
+    CHECK(summary["attention"] == kind);
+    CHECK(summary["steps"] == 12);
+    CHECK(summary["train_examples"] == 96);
+    CHECK(summary["dev_examples"] == 32);
+    CHECK(summary["test_examples"] == 32);
+    CHECK(summary["data_source"] == "generated");
+    CHECK(summary["seed"] == 0);
+    CHECK(summary["params"].get<int64_t>() > 0);
+    CHECK(summary["peak_memory_bytes"].get<int64_t>() > 0);
+    CHECK(summary["tokens_per_second"].get<double>() > 0);
+    for (const char* key : {"dev_accuracy", "test_accuracy", "majority_class_accuracy"}) {
+      CHECK(summary[key].get<double>() >= 0.0);
+      CHECK(summary[key].get<double>() <= 1.0);
+    }
+    // The majority-class rate is the test share of the most frequent train label.
+    const auto folder = (scratch() / "data" / "listops-1000").string();
+    const auto train = data::read_listops_split(folder, data::Split::train);
+    const auto test = data::read_listops_split(folder, data::Split::test);
+    const auto histogram = train.label_histogram();
+    const int64_t majority = int64_t(std::max_element(histogram.begin(), histogram.end()) - histogram.begin());
+    double hits = 0;
+    for (int64_t label : test.labels) hits += label == majority;
+    CHECK(summary["majority_class_accuracy"].get<double>() == Approx(hits / double(test.labels.size())));
+
+    // Logged steps 3, 6, 9, 12; dev results at the evaluations (6 and 12).
+    const auto records = metrics_of(out);
+    REQUIRE(records.size() == 4);
+    for (size_t i = 0; i < records.size(); ++i) {
+      const json& record = records[i];
+      CHECK(record["step"] == int64_t(3 * (i + 1)));
+      for (const char* key : {"loss", "accuracy", "loss_avg", "accuracy_avg", "lr", "tokens_per_second"})
+        CHECK(record.contains(key));
+      CHECK(std::isfinite(record["loss"].get<double>()));
+      CHECK(record.contains("dev_accuracy") == (i % 2 == 1));
+    }
+    const std::string curves = slurp(dir / "curves.svg");
+    CHECK(curves.rfind("<?xml", 0) == 0);
+    CHECK(curves.find("<polyline") != std::string::npos);
+    CHECK(curves.find("</svg>") != std::string::npos);
+    if (kind == "luna") {
+      const std::string kernels = slurp(dir / "kernels.svg");
+      CHECK(kernels.find("channel 3") != std::string::npos);  // L = 4 curves per layer
+      CHECK(kernels.find("<polyline") != std::string::npos);
+    }
+  }
+  // The data generated by the first run is reused; other sizes for the same folder are refused.
+  const Result again = run(tiny("tiny_again", {"--steps", "2", "--eval-every", "2"}), "tiny_again");
+  CHECK(again.exit_code == 0);
+  CHECK(again.out.find("using the data generated earlier") != std::string::npos);
+  require_failure(run(tiny("tiny_other", {"--steps", "2"}, {{"--train-examples", "50"}}), "tiny_other"), 1,
+                  {"generated with", "\"num_train\":96", "\"num_train\":50"});
+}
+
+TEST_CASE("train_lra: --stop-after then --resume in a new process gives the same losses", "[e2e][train_lra]") {
+  REQUIRE(fs::exists(train_lra_binary()));
+  // 12 batches per epoch: the runs cross an epoch boundary; dropout 0.1 makes the RNG state matter.
+  const std::vector<std::string> common = {"--steps", "18", "--eval-every", "5", "--log-every", "1"};
+  auto with = [&](std::vector<std::string> more) {
+    std::vector<std::string> all = common;
+    all.insert(all.end(), more.begin(), more.end());
+    return all;
+  };
+  REQUIRE(run(tiny("straight", with({})), "straight").exit_code == 0);
+  const Result first = run(tiny("halves", with({"--stop-after", "7"})), "halves_1");
+  REQUIRE(first.exit_code == 0);
+  CHECK(first.out.find("stopped after step 7") != std::string::npos);
+  CHECK(!fs::exists(scratch() / "halves" / "summary.json"));
+  // A resume must repeat the original settings.
+  require_failure(run(tiny("halves", with({"--resume", "--lr", "0.5"})), "halves_bad"), 1, {"lr", "--resume"});
+  const Result second = run(tiny("halves", with({"--resume"})), "halves_2");
+  INFO(second.out << second.err);
+  REQUIRE(second.exit_code == 0);
+  CHECK(second.out.find("resumed from") != std::string::npos);
+
+  const auto straight = losses_of("straight"), resumed = losses_of("halves");
+  REQUIRE(straight.size() == 18);
+  REQUIRE(resumed.size() == 18);
+  for (const auto& [step, loss] : straight) {
+    INFO("step " << step);
+    CHECK(resumed.at(step) == loss);  // bit-exact
+  }
+  const json a = json::parse(slurp(scratch() / "straight" / "summary.json"));
+  const json b = json::parse(slurp(scratch() / "halves" / "summary.json"));
+  CHECK(a["dev_accuracy"] == b["dev_accuracy"]);
+  CHECK(a["test_accuracy"] == b["test_accuracy"]);
+  CHECK(a["best_step"] == b["best_step"]);
+}
+
+TEST_CASE("train_lra: Ctrl-C saves a checkpoint and the resumed run matches an uninterrupted one", "[e2e][train_lra]") {
+  REQUIRE(fs::exists(train_lra_binary()));
+  const std::vector<std::string> common = {"--steps", "100000", "--eval-every", "100000", "--log-every", "1"};
+  auto with = [&](std::vector<std::string> more) {
+    std::vector<std::string> all = common;
+    all.insert(all.end(), more.begin(), more.end());
+    return all;
+  };
+  const Child child = start(tiny("interrupted", with({})), "interrupted");
+  // Interrupt once a few steps are logged (the metrics file exists only after data and model are ready).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream in(scratch() / "interrupted" / "metrics.jsonl");
+    std::string line;
+    int lines = 0;
+    while (std::getline(in, line)) ++lines;
+    if (lines >= 3) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  REQUIRE(::kill(child.pid, SIGINT) == 0);
+  const Result interrupted = finish(child);
+  INFO(interrupted.out << interrupted.err);
+  REQUIRE(interrupted.exit_code == 130);
+  const auto at = interrupted.out.find("interrupted (SIGINT) after step ");
+  REQUIRE(at != std::string::npos);
+  const int64_t step = std::stoll(interrupted.out.substr(at + 32));
+  CHECK(step >= 3);
+  CHECK(fs::exists(scratch() / "interrupted" / "checkpoint.safetensors"));
+
+  const std::string until = std::to_string(step + 4);
+  REQUIRE(run(tiny("interrupted", with({"--resume", "--stop-after", until})), "interrupted_2").exit_code == 0);
+  REQUIRE(run(tiny("uninterrupted", with({"--stop-after", until})), "uninterrupted").exit_code == 0);
+  const auto straight = losses_of("uninterrupted"), resumed = losses_of("interrupted");
+  REQUIRE(straight.size() == size_t(step + 4));
+  REQUIRE(resumed.size() == size_t(step + 4));  // the lines past the checkpoint were replaced
+  for (const auto& [s, loss] : straight) {
+    INFO("step " << s);
+    CHECK(resumed.at(s) == loss);
+  }
+}
