@@ -37,7 +37,8 @@ clean:
 	rm -rf build build-asan build-fuzz
 
 # libFuzzer targets (tests/fuzz/fuzz_*.cpp) built by clang with ASan+UBSan, each run for
-# FUZZ_SECONDS over a copy of its seed corpus; fails on any crash or sanitizer report.
+# FUZZ_SECONDS (or the seconds in tests/fuzz/<name>.seconds: 30 for the data readers) over a copy
+# of its seed corpus; fails on any crash or sanitizer report.
 FUZZ_SECONDS ?= 60
 fuzz:
 	@bash scripts/install_fuzz_deps.sh

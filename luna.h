@@ -31,3 +31,14 @@
 #include <luna/nn/train_state.h>
 #include <luna/nn/transformer.h>
 #include <luna/models/lra_classifier.h>
+#include <luna/data/aan.h>
+#include <luna/data/batching.h>
+#include <luna/data/cifar10.h>
+#include <luna/data/dataset.h>
+#include <luna/data/fashion_mnist.h>
+#include <luna/data/imdb.h>
+#include <luna/data/listops.h>
+#include <luna/data/listops_generator.h>
+#include <luna/data/pathfinder.h>
+#include <luna/data/pathfinder_generator.h>
+#include <luna/data/tokenizers.h>
