@@ -484,6 +484,36 @@ TEST_CASE("LUNA ops reject bad input with errors naming the values", "[luna]") {
   REQUIRE_THROWS_WITH(linear_attention(q.to(kFloat32), k, v), Contains("float32") && Contains("float64"));
 }
 
+TEST_CASE("streaming elu+1 equals causal elu+1 attention", "[luna]") {
+  // The loop of docs/STREAMING.md for elu+1 features.
+  const int64_t B = 2, H = 2, N = 40, d = 4;
+  const Tensor q = uniform({B, H, N, d}, 31, -2, 2, kFloat64), k = uniform({B, H, N, d}, 32, -2, 2, kFloat64);
+  const Tensor v = uniform({B, H, N, d}, 33, -1, 1, kFloat64);
+  LinearAttentionOptions causal;
+  causal.causal = true;
+  const Values whole = values(linear_attention(elu(q) + 1.0, elu(k) + 1.0, v, causal));
+  for (int64_t chunk : {int64_t(1), int64_t(7), int64_t(64)}) {
+    CAPTURE(chunk);
+    LinearAttentionState state;
+    std::vector<Tensor> pieces;
+    for (int64_t start = 0; start < N; start += chunk) {
+      const int64_t n = std::min(chunk, N - start);
+      const Tensor q_chunk = q.narrow(2, start, n), k_chunk = k.narrow(2, start, n);  // (B, H, n, d)
+      pieces.push_back(linear_attention_step(elu(q_chunk) + 1.0, elu(k_chunk) + 1.0, v.narrow(2, start, n), state));
+    }
+    require_close(values(cat(pieces, 2)), whole, 1e-13, 1e-14);
+  }
+  // And the stream is really causal: changing the last token leaves every earlier output alone.
+  const Tensor k2 = k.clone();
+  {
+    NoGradGuard no_grad;
+    k2.narrow(2, N - 1, 1).fill_(5.0);
+  }
+  const Values changed = values(linear_attention(elu(q) + 1.0, elu(k2) + 1.0, v, causal));
+  for (int64_t b = 0; b < B * H; ++b)
+    for (int64_t i = 0; i < (N - 1) * d; ++i) REQUIRE(changed[b * N * d + i] == whole[b * N * d + i]);
+}
+
 TEST_CASE("anomaly mode names the LUNA op that produced a non-finite value", "[luna]") {
   LunaFeatureMapOptions o;
   o.num_projections = 3;
