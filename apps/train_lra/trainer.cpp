@@ -3,6 +3,7 @@
 #include "trainer.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -171,6 +172,21 @@ Tensor sample_tokens(const TaskData& data, const RunConfig& c) {
   return data::Batcher(data.dev, options).next().tokens;
 }
 
+// Length-bucketed batches have a different shape almost every step, and the caching allocator keeps
+// a freed block of every size it has seen (up to 4 GiB), so the process would grow to gigabytes
+// for a model that needs megabytes. Hand the cache back once it is twice the peak in use.
+void trim_allocator_cache(Device device) {
+  const AllocatorStats stats = memory_stats(device);
+  if (stats.bytes_cached > std::max<uint64_t>(uint64_t(256) << 20, 2 * stats.peak_bytes_in_use)) empty_cache(device);
+}
+
+// The most resident memory the process has had (the kernel's count, caches and all).
+int64_t peak_rss_bytes() {
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  return int64_t(usage.ru_maxrss) * 1024;
+}
+
 std::string percent(double fraction) {
   char buffer[32];
   std::snprintf(buffer, sizeof buffer, "%.2f%%", 100.0 * fraction);
@@ -319,6 +335,7 @@ int run_training(const RunConfig& c) {
     scheduler->step();
     ++step;
     const double loss_value = loss.item<double>();
+    trim_allocator_cache(device);
     LUNA_CHECK(std::isfinite(loss_value), "train_lra: the training loss became ", loss_value, " at step ", step,
                " (lr ", lr, "); lower --lr or set --clip-norm");
     const int64_t correct = count_correct(logits.detach(), labels);
@@ -428,6 +445,7 @@ int run_training(const RunConfig& c) {
                         {"majority_class_accuracy", majority_accuracy},
                         {"tokens_per_second", tokens_per_second},
                         {"peak_memory_bytes", memory_stats(device).peak_bytes_in_use},
+                        {"peak_rss_bytes", peak_rss_bytes()},
                         {"seed", c.seed},
                         {"data_source", data.data_source},
                         {"data_folder", data.folder},
@@ -441,11 +459,12 @@ int run_training(const RunConfig& c) {
   write_file_atomically((out / kSummary).string(), summary.dump(2) + "\n");
   std::printf(
       "done: %lld steps. best dev accuracy %s (step %lld); test accuracy %s vs majority class %s (class %lld)\n"
-      "train %s, %.0f tokens/s, peak memory %.1f MiB; results in %s\n",
+      "train %s, %.0f tokens/s, peak memory %.1f MiB in tensors (%.1f MiB resident); results in %s\n",
       (long long)step, percent(progression.best_dev_accuracy).c_str(), (long long)progression.best_step,
       percent(test.accuracy).c_str(), percent(majority_accuracy).c_str(), (long long)majority_class,
       format_duration(progression.train_seconds).c_str(), tokens_per_second,
-      double(memory_stats(device).peak_bytes_in_use) / (1024.0 * 1024.0), c.out_dir.c_str());
+      double(memory_stats(device).peak_bytes_in_use) / (1024.0 * 1024.0), double(peak_rss_bytes()) / (1024.0 * 1024.0),
+      c.out_dir.c_str());
   return 0;
 }
 

@@ -22,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <luna/core/safetensors.h>
 #include <luna/data/listops.h>
 #include <luna/nn/attention.h>
 
@@ -329,4 +330,130 @@ TEST_CASE("train_lra: Ctrl-C saves a checkpoint and the resumed run matches an u
     INFO("step " << s);
     CHECK(resumed.at(s) == loss);
   }
+}
+
+namespace {
+
+void write_text(const fs::path& path, const std::string& text) {
+  fs::create_directories(path.parent_path());
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+// A few lines of AAN pairs: "label id1 id2 text1 text2".
+std::string aan_lines(int count) {
+  std::string out;
+  for (int i = 0; i < count; ++i)
+    out += std::string(i % 2 ? "1.0" : "0.0") + "\tdoc" + std::to_string(i) + "\tdoc" + std::to_string(i + 1) +
+           "\tpaper " + std::to_string(i) + " about attention\tanother paper " + std::to_string(i * 7) + "\n";
+  return out;
+}
+
+// CIFAR-10 binary records: a label byte and three 32x32 planes.
+std::string cifar_records(int count, int seed) {
+  std::string out;
+  for (int i = 0; i < count; ++i) {
+    out += char((i + seed) % 10);
+    for (int p = 0; p < 3 * 1024; ++p) out += char((p * 7 + i * 13 + seed) % 256);
+  }
+  return out;
+}
+
+// The tiny model and schedule every task uses here.
+std::vector<std::string> tiny_model(const std::string& out) {
+  return {"--steps", "2", "--warmup", "1", "--batch", "4", "--dim", "16", "--heads", "2", "--layers", "1",
+          "--ffn", "16", "--head-hidden", "16", "--eval-every", "2", "--threads", "2", "--progress", "lines",
+          "--out", (scratch() / out).string()};
+}
+
+json run_task(const std::string& name, std::vector<std::string> args) {
+  const auto model = tiny_model(name);
+  args.insert(args.end(), model.begin(), model.end());
+  const Result r = run(args, name);
+  INFO(name << "\nstdout: " << r.out << "\nstderr: " << r.err);
+  REQUIRE(r.exit_code == 0);
+  return json::parse(slurp(scratch() / name / "summary.json"));
+}
+
+}  // namespace
+
+TEST_CASE("train_lra: every task's data format trains (synthetic files in the release layouts)", "[e2e][train_lra]") {
+  REQUIRE(fs::exists(train_lra_binary()));
+  const fs::path root = scratch() / "release";
+  // retrieval: the dual-tower model on tsv_data/
+  write_text(root / "tsv_data" / "new_aan_pairs.train.tsv", aan_lines(12));
+  write_text(root / "tsv_data" / "new_aan_pairs.eval.tsv", aan_lines(4));
+  write_text(root / "tsv_data" / "new_aan_pairs.test.tsv", aan_lines(6));
+  json s = run_task("retrieval", {"--task", "retrieval", "--data", root.string(), "--max-len", "48"});
+  CHECK(s["train_examples"] == 12);
+  CHECK(s["dev_examples"] == 4);
+  CHECK(s["test_examples"] == 6);
+  CHECK(s["data_source"] == "official");
+  CHECK(s["majority_class_accuracy"].get<double>() == Approx(0.5));
+  // text: the aclImdb tree, given as the task folder itself; dev is the test set
+  for (const char* split : {"train", "test"})
+    for (int i = 0; i < 3; ++i) {
+      write_text(root / "aclImdb" / split / "pos" / (std::to_string(i) + "_9.txt"), "a fine film, truly " + std::to_string(i));
+      write_text(root / "aclImdb" / split / "neg" / (std::to_string(i) + "_2.txt"), "dull and long " + std::to_string(i));
+    }
+  s = run_task("text", {"--task", "text", "--data", (root / "aclImdb").string(), "--max-len", "40"});
+  CHECK(s["train_examples"] == 6);
+  CHECK(s["dev_examples"] == 6);
+  CHECK(s["data_note"].get<std::string>().find("dev is the test set") != std::string::npos);
+  // image: CIFAR-10 batches; train is the first nine tenths of the five data batches
+  for (int b = 1; b <= 5; ++b) write_text(root / "cifar-10-batches-bin" / ("data_batch_" + std::to_string(b) + ".bin"), cifar_records(4, b));
+  write_text(root / "cifar-10-batches-bin" / "test_batch.bin", cifar_records(4, 9));
+  s = run_task("image", {"--task", "image", "--data", root.string()});
+  CHECK(s["train_examples"] == 18);
+  CHECK(s["dev_examples"] == 2);
+  CHECK(s["test_examples"] == 4);
+  CHECK(s["max_len"] == 1024);
+  // the lra protocol: CLS pooling (the reader prepends CLS, the image length grows by one), Adam (0.9, 0.98)
+  s = run_task("image_lra", {"--task", "image", "--data", root.string(), "--protocol", "lra"});
+  CHECK(s["protocol"] == "lra");
+  CHECK(s["max_len"] == 1025);
+  CHECK(s["config"]["pooling"] == "cls");
+  // pathfinder: generated (20 images cut 80/10/10)
+  s = run_task("pathfinder", {"--task", "pathfinder", "--generate", "--data", (scratch() / "pf").string(),
+                              "--train-examples", "16", "--dev-examples", "2", "--test-examples", "2"});
+  CHECK(s["train_examples"] == 16);
+  CHECK(s["dev_examples"] == 2);
+  CHECK(s["test_examples"] == 2);
+  CHECK(s["data_source"] == "generated");
+  CHECK(fs::exists(scratch() / "pf" / "pathfinder32" / "curv_contour_length_14" / "generator.json"));
+  // fmnist: Debian's dataset-fashion-mnist (installed by scripts/install_deps.sh's set-up)
+  if (fs::exists("/usr/share/datasets/fashion-mnist")) {
+    s = run_task("fmnist", {"--task", "fmnist", "--train-examples", "16", "--dev-examples", "8", "--test-examples", "8",
+                            "--attention", "elu"});
+    CHECK(s["train_examples"] == 16);
+    CHECK(s["max_len"] == 784);
+  } else {
+    WARN("fmnist not checked: /usr/share/datasets/fashion-mnist is missing (apt-get install dataset-fashion-mnist)");
+  }
+}
+
+TEST_CASE("train_lra: LUNA options reach the model", "[e2e][train_lra]") {
+  REQUIRE(fs::exists(train_lra_binary()));
+  const std::string out = "luna_options";
+  const Result r = run(tiny(out, {"--steps", "2", "--eval-every", "2", "--luna-m", "8", "--luna-l", "3",
+                                  "--luna-hidden", "5", "--luna-act", "gelu", "--luna-layout", "shared",
+                                  "--luna-envelope", "--luna-per-head"}),
+                       out);
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  const json s = json::parse(slurp(scratch() / out / "summary.json"));
+  CHECK(s["config"]["luna"]["m"] == 8);
+  CHECK(s["config"]["luna"]["layout"] == "shared");
+  // The checkpoint holds one feature map per head with the shared layout's shapes: proj (H, M, d),
+  // psi.0.fc2.weight (H, L, Hψ), and the envelope's β.
+  const SafetensorsFile best = load_safetensors((scratch() / out / "best.safetensors").string());
+  const std::string prefix = "encoder.layers.0.self_attn.feature_map.";
+  CHECK(best.at(prefix + "proj.weight").sizes() == Dims{2, 8, 8});
+  CHECK(best.at(prefix + "psi.0.fc2.weight").sizes() == Dims{2, 3, 5});
+  CHECK(best.contains(prefix + "envelope.beta"));
+  // kernels.svg: a panel per head, L = 3 curves each
+  const std::string kernels = slurp(scratch() / out / "kernels.svg");
+  CHECK(kernels.find("layer 0, head 1") != std::string::npos);
+  CHECK(kernels.find("channel 2") != std::string::npos);
+  CHECK(kernels.find("channel 3") == std::string::npos);
 }
