@@ -3,6 +3,7 @@
 #include "task_data.h"
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -110,7 +111,8 @@ nlohmann::json requested_record(const RunConfig& c) {
           {"complete", true}};
 }
 
-// Progress of a generator as log lines at every tenth.
+// Progress of a generator as log lines at every tenth, once it has run for a second (a small
+// generation prints only its final count).
 data::GeneratorProgress progress_printer(const std::string& what,
                                          const std::function<void(const std::string&)>& log) {
   auto last_tenth = std::make_shared<int64_t>(-1);
@@ -118,11 +120,12 @@ data::GeneratorProgress progress_printer(const std::string& what,
   return [=](int64_t done, int64_t total) {
     const int64_t tenth = total > 0 ? done * 10 / total : 10;
     if (tenth == *last_tenth) return;
-    *last_tenth = tenth;
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - *start).count();
-    std::ostringstream line;
-    line << what << ": " << done << "/" << total << " (" << seconds << " s)";
-    log(line.str());
+    if (done < total && seconds < 1.0) return;
+    *last_tenth = tenth;
+    char line[160];
+    std::snprintf(line, sizeof line, "%s: %lld/%lld (%.1f s)", what.c_str(), (long long)done, (long long)total, seconds);
+    log(line);
   };
 }
 

@@ -437,13 +437,15 @@ TEST_CASE("train_lra: LUNA options reach the model", "[e2e][train_lra]") {
   const std::string out = "luna_options";
   const Result r = run(tiny(out, {"--steps", "2", "--eval-every", "2", "--luna-m", "8", "--luna-l", "3",
                                   "--luna-hidden", "5", "--luna-act", "gelu", "--luna-layout", "shared",
-                                  "--luna-envelope", "--luna-per-head"}),
+                                  "--luna-envelope", "--luna-per-head", "--luna-channel-rms-limit"}),
                        out);
   INFO(r.out << r.err);
   REQUIRE(r.exit_code == 0);
   const json s = json::parse(slurp(scratch() / out / "summary.json"));
   CHECK(s["config"]["luna"]["m"] == 8);
   CHECK(s["config"]["luna"]["layout"] == "shared");
+  CHECK(s["config"]["luna"]["activation"] == "gelu");
+  CHECK(s["config"]["luna"]["channel_rms_limit"] == true);
   // The checkpoint holds one feature map per head with the shared layout's shapes: proj (H, M, d),
   // psi.0.fc2.weight (H, L, Hψ), and the envelope's β.
   const SafetensorsFile best = load_safetensors((scratch() / out / "best.safetensors").string());
