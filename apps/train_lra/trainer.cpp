@@ -28,6 +28,10 @@
 #include <luna/nn/train_state.h>
 #include <luna/ops/nn_functional.h>
 
+#ifdef LUNA_WITH_CUDA
+#include <luna/backends/cuda/cuda.h>
+#endif
+
 #include "kernels.h"
 #include "report.h"
 #include "task_data.h"
@@ -199,6 +203,11 @@ int run_training(const RunConfig& c) {
   const auto wall_start = Clock::now();
   if (c.threads > 0) set_num_threads(c.threads);
   const Device device = parse_device(c.device);
+#ifdef LUNA_WITH_CUDA
+  LUNA_CHECK(device.is_cpu() || device.index < cuda::device_count(), "train_lra: --device ", c.device,
+             ": no such CUDA device (", cuda::device_count(), " found", cuda::unavailable_reason().empty() ? "" : ": ",
+             cuda::unavailable_reason(), ")");
+#endif
   const fs::path out(c.out_dir);
   const std::string checkpoint_path = (out / kCheckpoint).string();
   std::error_code fs_error;
