@@ -12,7 +12,7 @@ build: deps
 	@cmake --build build -j $(JOBS)
 
 demo: build
-	./build/apps/demo_spiral
+	./build/apps/train_lra
 
 test: build
 	cd build && ctest --output-on-failure -j $(JOBS)
