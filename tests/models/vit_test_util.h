@@ -1,0 +1,107 @@
+// Helpers for the ViT tests: fixture paths, scratch directories, relative errors, and editing a
+// checkpoint folder (config keys, tensors) to build bad inputs.
+#pragma once
+#include "test_util.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include <luna/models/vit.h>
+
+namespace luna::testing::vit {
+
+namespace fs = std::filesystem;
+
+inline fs::path fixture_dir() { return fs::path(__FILE__).parent_path().parent_path() / "fixtures" / "vit"; }
+
+// A fresh directory under the system temp dir, removed with its contents at scope exit.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& name) {
+    static int counter = 0;
+    path_ = fs::temp_directory_path() /
+            ("luna_vit_" + name + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~ScratchDir() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const fs::path& path() const { return path_; }
+  std::string str() const { return path_.string(); }
+
+ private:
+  fs::path path_;
+};
+
+// max |got − want| / max |want| (the max norm, as the other parity tests).
+inline double relative_error(const Tensor& got, const Tensor& want) {
+  REQUIRE(got.sizes() == want.sizes());
+  const std::vector<double> a = values(got), b = values(want);
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff = std::max(diff, std::abs(a[i] - b[i]));
+    scale = std::max(scale, std::abs(b[i]));
+  }
+  return scale == 0 ? diff : diff / scale;
+}
+
+inline std::string read_file(const fs::path& path) {
+  std::ifstream file(path, std::ios::binary);
+  std::ostringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+inline void write_file(const fs::path& path, const std::string& text) {
+  std::ofstream file(path, std::ios::binary | std::ios::trunc);
+  file << text;
+}
+
+// Copies a fixture checkpoint folder into `dir` (config.json and model.safetensors).
+inline void copy_checkpoint(const fs::path& from, const fs::path& dir) {
+  fs::create_directories(dir);
+  fs::copy_file(from / "config.json", dir / "config.json", fs::copy_options::overwrite_existing);
+  fs::copy_file(from / "model.safetensors", dir / "model.safetensors", fs::copy_options::overwrite_existing);
+}
+
+// Rewrites dir/config.json through `edit`.
+inline void edit_config(const fs::path& dir, const std::function<void(nlohmann::json&)>& edit) {
+  nlohmann::json config = nlohmann::json::parse(read_file(dir / "config.json"));
+  edit(config);
+  write_file(dir / "config.json", config.dump(2));
+}
+
+// Rewrites dir/model.safetensors through `edit` on its (name, tensor) list.
+inline void edit_weights(const fs::path& dir, const std::function<void(nn::NamedTensors&)>& edit) {
+  const SafetensorsFile file = load_safetensors((dir / "model.safetensors").string());
+  nn::NamedTensors tensors;
+  for (const auto& [name, t] : file.tensors) tensors.emplace_back(name, t.clone());
+  edit(tensors);
+  save_safetensors((dir / "model.safetensors").string(), tensors);
+}
+
+// The message of the luna::Error `fn` throws; fails the test when it throws nothing.
+inline std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& error) {
+    return error.what();
+  }
+  FAIL("expected a luna::Error");
+  return "";
+}
+
+}  // namespace luna::testing::vit
