@@ -235,12 +235,18 @@ Tensor ViTModelImpl::forward(const Tensor& pixels, bool interpolate) const {
 // ---- the classifier ---------------------------------------------------------------------------
 
 ViTForImageClassificationImpl::ViTForImageClassificationImpl(const ViTConfig& config, Generator* generator,
-                                                             std::string source)
+                                                             std::string source, bool hf_init)
     : Module("ViTForImageClassification"), config_(config), source_(std::move(source)) {
   config_.validate(source_);
   vit = register_module("vit", ViTModel(config_, source_));
   classifier = register_module("classifier", nn::Linear(config_.hidden_size, config_.num_labels));
-  reset_parameters(generator);
+  if (hf_init) reset_parameters(generator);
+}
+
+void ViTForImageClassificationImpl::reset_classifier(Generator* generator) {
+  NoGradGuard no_grad;
+  nn::init::trunc_normal_(classifier->weight, 0.0, config_.initializer_range, -2.0, 2.0, generator);
+  classifier->bias.zero_();
 }
 
 void ViTForImageClassificationImpl::reset_parameters(Generator* generator) {

@@ -160,11 +160,15 @@ class ViTForImageClassificationImpl : public nn::Module {
   // Parameters initialised as HF's _init_weights: Linear and patch weights, cls_token and
   // position_embeddings ~ N(0, initializer_range²) truncated to [−2, 2], biases 0, LayerNorm 1/0
   // (non-softmax kinds keep their own feature-map initialisation). `source` names the config in
-  // input errors ("<in-memory config>" when built directly).
+  // input errors ("<in-memory config>" when built directly). hf_init = false skips that
+  // initialisation (the layers keep their constructors' defaults): for loaders that overwrite
+  // every tensor, since the truncated normal draw takes seconds at ViT-B size.
   explicit ViTForImageClassificationImpl(const ViTConfig& config, Generator* generator = nullptr,
-                                         std::string source = "<in-memory config>");
+                                         std::string source = "<in-memory config>", bool hf_init = true);
 
   void reset_parameters(Generator* generator = nullptr);
+  // HF's initialisation of the classifier alone (a ViTModel checkpoint brings none).
+  void reset_classifier(Generator* generator = nullptr);
 
   // pixels float (B, C, H, W), the parameters' dtype -> logits (B, num_labels). Without
   // interpolate_pos_encoding the image must be config.image_size square (as HF); with it any

@@ -196,7 +196,8 @@ ViTForImageClassification ViTForImageClassification::from_pretrained(const std::
               weights.tensors.empty() ? std::string() : ", the first \"" + weights.tensors.front().first + "\"");
   }
 
-  ViTForImageClassification model(config, nullptr, config_path);
+  // Every tensor is overwritten below (a ViTModel checkpoint's classifier gets HF's init there).
+  ViTForImageClassification model(config, nullptr, config_path, /*hf_init=*/false);
   const nn::NamedTensors own = model->state_dict();
   std::vector<std::string> missing, mismatched, unexpected;
   std::set<std::string> expected;
@@ -240,9 +241,11 @@ ViTForImageClassification ViTForImageClassification::from_pretrained(const std::
     // Half-precision and float64 checkpoints load into the model's float32 (copy_ converts).
     t.copy_(it->second.tensor);
   }
-  if (base_model)
+  if (base_model) {
+    model->reset_classifier();
     std::cerr << who << ": " << weights_path << " is a ViTModel checkpoint without a classifier; classifier.weight "
               << "and classifier.bias are newly initialised (train them before use)\n";
+  }
   return model;
 }
 

@@ -33,7 +33,7 @@ def redraw_(model, generator):
     """Unit-scale parameters (see the module docstring), deterministic from `generator`."""
     with torch.no_grad():
         for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=generator, dtype=torch.float64).to(p.dtype)
+            noise = torch.randn(p.shape, generator=generator, dtype=p.dtype)
             leaf = name.rsplit(".", 1)[-1]
             norm = any(key in name for key in ("layernorm", "norm1", "norm2", "norm."))
             if name.endswith("cls_token") or "position_embeddings" in name or name.endswith("pos_embed"):

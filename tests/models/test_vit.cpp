@@ -173,6 +173,11 @@ TEST_CASE("vit: a ViTModel checkpoint (no vit. prefix, pooler) loads with a fres
   NoGradGuard no_grad;
   const Tensor pixels = small_pixels();
   REQUIRE(testing::values(base->vit(pixels)) == testing::values(full->vit(pixels)));
+  // The classifier got HF's initialisation: N(0, 0.02²) weights, zero bias.
+  const double weight_std = base->classifier->weight.std({0, 1}).item<float>();
+  CHECK(weight_std > 0.015);
+  CHECK(weight_std < 0.025);
+  CHECK(base->classifier->bias.abs().max().item<float>() == 0.0f);
 }
 
 TEST_CASE("vit: half-precision checkpoints load into float32", "[vit]") {
