@@ -158,7 +158,7 @@ TEST_CASE("cuda: the caching allocator stops calling cudaMalloc in steady state"
     const Tensor loss = (x.matmul(w).relu() * 0.5).sum();
     loss.backward();
     w.grad().zero_();
-    cuda::synchronize();
+    backend_for(kCuda).synchronize();
   };
   step();
   const AllocatorStats warm = memory_stats(kCuda);
