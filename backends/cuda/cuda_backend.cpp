@@ -88,11 +88,15 @@ void CudaBackend::gemm(const GemmArgs& g) {
   // swapped and each keeping its own transpose flag; no copies.
   const cublasOperation_t op_b = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_a = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  // With k = 0 nothing of A or B is read (C = beta C), but cuBLAS still validates their leading
+  // dimensions, which a [m, 0] view may leave at 0.
+  const int64_t lda = g.k == 0 ? std::max<int64_t>({g.lda, g.trans_a ? g.m : g.k, 1}) : g.lda;
+  const int64_t ldb = g.k == 0 ? std::max<int64_t>({g.ldb, g.trans_b ? g.k : g.n, 1}) : g.ldb;
   std::lock_guard<std::mutex> lock(ctx.cublas_mutex);
-  LUNA_CUBLAS_CHECK(cublas().gemm_strided_batched_ex(cublas_handle(ctx), op_b, op_a, int(g.n), int(g.m), int(g.k), alpha, g.b, type,
-                                               int(g.ldb), g.stride_b, g.a, type, int(g.lda), g.stride_a, beta, g.c,
-                                               type, int(g.ldc), g.stride_c, int(g.batch), compute,
-                                               CUBLAS_GEMM_DEFAULT),
+  LUNA_CUBLAS_CHECK(cublas().gemm_strided_batched_ex(cublas_handle(ctx), op_b, op_a, int(g.n), int(g.m), int(g.k), alpha,
+                                                     g.b, type, int(ldb), g.stride_b, g.a, type, int(lda), g.stride_a,
+                                                     beta, g.c, type, int(g.ldc), g.stride_c, int(g.batch), compute,
+                                                     CUBLAS_GEMM_DEFAULT),
                     "matmul (cublasGemmStridedBatchedEx)");
 }
 
