@@ -1,6 +1,7 @@
 // BERT modules (HF layout), their forward passes, and checkpoint loading/saving.
 #include <luna/models/bert.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include <luna/autograd/grad_mode.h>
+#include <luna/core/generator.h>
 #include <luna/core/safetensors.h>
 #include <luna/nn/init.h>
 #include <luna/ops/attention.h>
@@ -288,6 +290,17 @@ nn::NamedTensors match_checkpoint(const nn::Module& target, const SafetensorsFil
   LUNA_FAIL(os.str());
 }
 
+// Builds a model whose initial weights are about to be overwritten, leaving the default generator
+// where it was: loading a checkpoint must not shift the random streams of the caller's run.
+template <class Model, class... Args>
+std::shared_ptr<Model> make_without_drawing(Args&&... args) {
+  const GeneratorState saved = default_generator().get_state();
+  Generator scratch(saved.seed);
+  auto model = std::make_shared<Model>(std::forward<Args>(args)..., &scratch);
+  default_generator().set_state(saved);
+  return model;
+}
+
 SafetensorsFile load_weights_file(const std::string& dir) {
   const std::string path = join_path(dir, "model.safetensors");
   if (!std::filesystem::exists(path)) {
@@ -352,7 +365,7 @@ std::shared_ptr<BertModelImpl> BertModelImpl::from_pretrained(const std::string&
   bool has_pooler = false;
   for (const auto& [name, t] : file.tensors)
     has_pooler = has_pooler || name.rfind("pooler.", 0) == 0 || name.rfind("bert.pooler.", 0) == 0;
-  auto model = std::make_shared<BertModelImpl>(config, has_pooler);
+  auto model = make_without_drawing<BertModelImpl>(config, has_pooler);
   model->load_state_dict(match_checkpoint(*model, file, config, config_path, LoadPlan{}));
   model->eval();
   return model;
@@ -381,12 +394,16 @@ std::shared_ptr<BertForSequenceClassificationImpl> BertForSequenceClassification
   const std::string config_path = join_path(dir, "config.json");
   const BertConfig config = BertConfig::from_json_file(config_path);
   const SafetensorsFile file = load_weights_file(dir);
-  auto model = std::make_shared<BertForSequenceClassificationImpl>(config);
+  auto model = make_without_drawing<BertForSequenceClassificationImpl>(config);
   LoadPlan plan;
   plan.base_prefix = "bert.";
   plan.keep_classifier = true;
   plan.allow_missing_classifier = options.init_missing_classifier();
-  model->load_state_dict(match_checkpoint(*model, file, config, config_path, plan), !plan.allow_missing_classifier);
+  const nn::NamedTensors state = match_checkpoint(*model, file, config, config_path, plan);
+  const bool has_classifier = std::any_of(state.begin(), state.end(), [](const auto& e) { return e.first == "classifier.weight"; });
+  // A fresh classifier draws from the default generator, so manual_seed decides it.
+  if (!has_classifier) init_bert_weights(*model->classifier, config.initializer_range, nullptr);
+  model->load_state_dict(state, !plan.allow_missing_classifier);
   model->eval();
   return model;
 }

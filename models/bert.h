@@ -128,7 +128,8 @@ struct BertModelOutput {
 struct BertFromPretrainedOptions {
   // BertForSequenceClassification: a checkpoint without classifier.* (a plain BertModel or a
   // pre-training checkpoint) gets a freshly initialised classifier instead of an error, as HF does
-  // when fine-tuning starts from a base model.
+  // when fine-tuning starts from a base model: N(0, initializer_range) weights from the default
+  // generator (so manual_seed decides them), zero bias.
   LUNA_ARG(bool, init_missing_classifier) = false;
 };
 
@@ -151,6 +152,7 @@ class BertModelImpl : public nn::Module {
   // embeddings.position_ids (ignored) and floating-point tensors of any width (converted to
   // float32, HF's default). A checkpoint without pooler.* loads into a model without a pooler.
   // Missing, unexpected or wrongly shaped tensors are all listed in one error naming the file.
+  // Loading does not advance the default generator. The model is returned in eval mode.
   static std::shared_ptr<BertModelImpl> from_pretrained(const std::string& dir);
 
   // Writes config.json (architectures ["BertModel"]) and model.safetensors with HF's names.

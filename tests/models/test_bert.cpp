@@ -89,6 +89,14 @@ TEST_CASE("BertForSequenceClassification matches transformers on the small fixtu
   CHECK(e_logits <= 1e-4);
 }
 
+TEST_CASE("BERT from_pretrained leaves the default generator alone", "[bert]") {
+  manual_seed(11);
+  const GeneratorState before = default_generator().get_state();
+  const auto model = models::BertForSequenceClassification::from_pretrained(small_model_dir());
+  const auto base = models::BertModel::from_pretrained(small_model_dir());
+  CHECK(default_generator().get_state() == before);
+}
+
 TEST_CASE("BERT state_dict names are the Hugging Face checkpoint's names", "[bert]") {
   const SafetensorsFile file = load_safetensors(small_model_dir() + "/model.safetensors");
   const auto model = models::BertForSequenceClassification::from_pretrained(small_model_dir());
@@ -197,9 +205,17 @@ TEST_CASE("BERT from_pretrained accepts HF's name variants", "[bert]") {
     require_error([&] { models::BertForSequenceClassification::from_pretrained(dir.str()); },
                   {dir.file("model.safetensors"), "missing tensors", "classifier.weight", "classifier.bias",
                    "init_missing_classifier"});
-    const auto fresh = models::BertForSequenceClassification::from_pretrained(
-        dir.str(), models::BertFromPretrainedOptions().init_missing_classifier(true));
+    const auto options = models::BertFromPretrainedOptions().init_missing_classifier(true);
+    manual_seed(7);
+    const auto fresh = models::BertForSequenceClassification::from_pretrained(dir.str(), options);
     CHECK(relative_error(fresh->bert(ids, mask, types).last_hidden_state, want_hidden) == 0);
+    // The fresh classifier is HF's init, N(0, 0.02) and zero bias, decided by manual_seed.
+    manual_seed(7);
+    const auto again = models::BertForSequenceClassification::from_pretrained(dir.str(), options);
+    CHECK(relative_error(again->classifier->weight, fresh->classifier->weight) == 0);
+    const double weight_std = std::sqrt(values(fresh->classifier->weight.square().mean()).at(0));
+    CHECK((weight_std > 0.01 && weight_std < 0.03));
+    CHECK(values(fresh->classifier->bias.abs().sum()).at(0) == 0);
     CHECK(relative_error(models::BertModel::from_pretrained(dir.str())(ids, mask, types).last_hidden_state,
                          want_hidden) == 0);
   }
