@@ -9,6 +9,10 @@
 #   scripts/gpu-check.sh [run]   on the GPU machine: unpack, configure, build, test, benchmark
 #   scripts/gpu-check.sh configure   unpack and configure only (checks the carried packages)
 #
+# With this workplace's device tool: run `scripts/gpu-check.sh fetch` here once, then on the GPU
+# machine `GPU_CHECK_LOG_DIR=$OUT scripts/gpu-check.sh` with .gpu-deps carried; commit the log it
+# brings back under docs/gpu/.
+#
 # Environment (run): GPU_CHECK_LOG_DIR (default docs/gpu) receives gpu-check-<date>.log;
 # GPU_CHECK_BUILD (default build-gpu) is the build folder; GPU_CHECK_ALL_TESTS=1 also runs the
 # whole CPU suite; JOBS (default nproc) parallel compile jobs.
@@ -45,7 +49,7 @@ run() {
   mkdir -p "$log_dir"
   local log="$log_dir/gpu-check-$(date -u +%Y%m%d-%H%M%S).log"
   exec > >(tee "$log") 2>&1
-  echo "== luna gpu-check $(date -u +%FT%TZ) on $(hostname)"
+  echo "== luna gpu-check $(date -u +%FT%TZ) on $(uname -n)"
   echo "== commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null || echo "nvidia-smi: not available"
   command -v nvcc > /dev/null && nvcc --version | tail -n 2
