@@ -34,6 +34,9 @@ fetch() {
     mkdir -p "$(dirname "$exclude")"
     grep -qx '/.gpu-deps/' "$exclude" 2>/dev/null || echo '/.gpu-deps/' >> "$exclude"
   fi
+  # An unpacked root from a local 'configure' would be carried along too (the device tool carries
+  # at most 64 MiB); the GPU machine unpacks its own.
+  rm -rf "$DEPS/root"
   (cd "$DEPS/debs" && rm -f ./*.deb && apt-get download "${PACKAGES[@]}")
   echo "gpu-check: $(ls "$DEPS/debs" | wc -l) packages in $DEPS/debs ($(du -sh "$DEPS/debs" | cut -f1))"
 }
