@@ -92,6 +92,86 @@ void truncate_pair(std::vector<int64_t>& a, std::vector<int64_t>& b, size_t room
 
 }  // namespace
 
+TokenizerJson parse_tokenizer_json(std::string_view contents, const std::string& source, BertTokenizerOptions defaults) {
+  using nlohmann::json;
+  json root;
+  try {
+    root = json::parse(contents.begin(), contents.end());
+  } catch (const json::exception& e) {
+    LUNA_FAIL(source, ": not valid JSON (", e.what(), ")");
+  }
+  LUNA_CHECK(root.is_object(), source, ": expected a JSON object at the top level, got ", root.type_name());
+  TokenizerJson out{{}, std::move(defaults)};
+  auto type_of = [&](const json& object, const char* key) {
+    const auto it = object.find("type");
+    LUNA_CHECK(it != object.end() && it->is_string(), source, ": key \"", key, ".type\" must be a string");
+    return it->get<std::string>();
+  };
+  auto bool_field = [&](const json& object, const char* owner, const char* key) -> std::optional<bool> {
+    const auto it = object.find(key);
+    if (it == object.end() || it->is_null()) return std::nullopt;
+    LUNA_CHECK(it->is_boolean(), source, ": key \"", owner, ".", key, "\" must be true, false or null, got ", it->dump());
+    return it->get<bool>();
+  };
+
+  const auto model = root.find("model");
+  LUNA_CHECK(model != root.end() && model->is_object(), source, ": key \"model\" is missing or not an object");
+  const std::string model_type = type_of(*model, "model");
+  LUNA_CHECK(model_type == "WordPiece", source, ": key \"model.type\" is \"", model_type,
+             "\"; BertTokenizer reads WordPiece models only");
+  if (const auto it = model->find("continuing_subword_prefix"); it != model->end() && !it->is_null()) {
+    LUNA_CHECK(it->is_string() && it->get<std::string>() == "##", source,
+               ": key \"model.continuing_subword_prefix\" must be \"##\", got ", it->dump());
+  }
+  if (const auto it = model->find("unk_token"); it != model->end() && !it->is_null()) {
+    LUNA_CHECK(it->is_string(), source, ": key \"model.unk_token\" must be a string, got ", it->dump());
+    out.options.unk_token(it->get<std::string>());
+  }
+  if (const auto it = model->find("max_input_chars_per_word"); it != model->end() && !it->is_null()) {
+    LUNA_CHECK(it->is_number_unsigned() && it->get<uint64_t>() > 0 && it->get<uint64_t>() < (uint64_t(1) << 40), source,
+               ": key \"model.max_input_chars_per_word\" must be a positive integer, got ", it->dump());
+    out.options.max_input_chars_per_word(int64_t(it->get<uint64_t>()));
+  }
+  const auto vocab = model->find("vocab");
+  LUNA_CHECK(vocab != model->end() && vocab->is_object(), source,
+             ": key \"model.vocab\" is missing or not an object {\"token\": id, ...}");
+  LUNA_CHECK(!vocab->empty(), source, ": key \"model.vocab\" is empty");
+  out.tokens.assign(vocab->size(), std::string());
+  std::vector<bool> taken(vocab->size(), false);
+  for (const auto& [token, id_json] : vocab->items()) {
+    LUNA_CHECK(id_json.is_number_unsigned(), source, ": key \"model.vocab\" gives token \"", token,
+               "\" the id ", id_json.dump(), "; ids are integers 0..", vocab->size() - 1);
+    const uint64_t id = id_json.get<uint64_t>();
+    LUNA_CHECK(id < vocab->size(), source, ": key \"model.vocab\" gives token \"", token, "\" the id ", id,
+               "; with ", vocab->size(), " tokens the ids must be 0..", vocab->size() - 1);
+    LUNA_CHECK(!taken[id], source, ": key \"model.vocab\" gives the id ", id, " to both \"", out.tokens[id],
+               "\" and \"", token, "\"");
+    LUNA_CHECK(!token.empty(), source, ": key \"model.vocab\" has an empty token (id ", id, ")");
+    taken[id] = true;
+    out.tokens[id] = token;
+  }
+
+  // transformers' BertTokenizer always has both; without them HF would not split or clean the text.
+  const auto normalizer = root.find("normalizer");
+  LUNA_CHECK(normalizer != root.end() && normalizer->is_object(), source,
+             ": key \"normalizer\" is missing or not an object (BertTokenizer needs a BertNormalizer)");
+  const std::string normalizer_type = type_of(*normalizer, "normalizer");
+  LUNA_CHECK(normalizer_type == "BertNormalizer", source, ": key \"normalizer.type\" is \"", normalizer_type,
+             "\"; BertTokenizer implements BertNormalizer only");
+  LUNA_CHECK(bool_field(*normalizer, "normalizer", "clean_text").value_or(true), source,
+             ": key \"normalizer.clean_text\" is false; BertTokenizer always cleans text");
+  if (auto v = bool_field(*normalizer, "normalizer", "lowercase")) out.options.do_lower_case(*v);
+  if (auto v = bool_field(*normalizer, "normalizer", "handle_chinese_chars")) out.options.tokenize_chinese_chars(*v);
+  out.options.strip_accents(bool_field(*normalizer, "normalizer", "strip_accents"));
+  const auto pre = root.find("pre_tokenizer");
+  LUNA_CHECK(pre != root.end() && pre->is_object(), source,
+             ": key \"pre_tokenizer\" is missing or not an object (BertTokenizer needs a BertPreTokenizer)");
+  const std::string pre_type = type_of(*pre, "pre_tokenizer");
+  LUNA_CHECK(pre_type == "BertPreTokenizer", source, ": key \"pre_tokenizer.type\" is \"", pre_type,
+             "\"; BertTokenizer implements BertPreTokenizer only");
+  return out;
+}
+
 std::vector<std::string> parse_vocab(std::string_view contents, const std::string& source) {
   std::vector<std::string> tokens;
   std::unordered_map<std::string_view, size_t> first_line;  // views into `contents`
@@ -149,13 +229,31 @@ BertTokenizer BertTokenizer::from_vocab_text(std::string_view contents, const st
   return BertTokenizer(parse_vocab(contents, source), source, std::move(options));
 }
 
+BertTokenizer BertTokenizer::from_tokens(std::vector<std::string> tokens, const std::string& source,
+                                         BertTokenizerOptions options) {
+  LUNA_CHECK(!tokens.empty(), source, ": empty vocabulary");
+  std::unordered_map<std::string, size_t> first;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    LUNA_CHECK(!tokens[i].empty(), source, ": token ", i, " is empty");
+    text::decode_utf8(tokens[i], source + ": token " + std::to_string(i));
+    const auto [it, inserted] = first.emplace(tokens[i], i);
+    LUNA_CHECK(inserted, source, ": token \"", tokens[i], "\" has ids ", it->second, " and ", i);
+  }
+  return BertTokenizer(std::move(tokens), source, std::move(options));
+}
+
 BertTokenizer BertTokenizer::from_pretrained(const std::string& dir) {
   const std::filesystem::path root(dir);
-  const std::filesystem::path vocab = root / "vocab.txt", config = root / "tokenizer_config.json";
-  LUNA_CHECK(std::filesystem::exists(vocab), vocab.string(), ": not found (BertTokenizer reads vocab.txt)");
+  const std::filesystem::path vocab = root / "vocab.txt", config = root / "tokenizer_config.json",
+                              tokenizer_json = root / "tokenizer.json";
   const BertTokenizerOptions options =
       std::filesystem::exists(config) ? read_tokenizer_config(config.string()) : BertTokenizerOptions();
-  return BertTokenizer(vocab.string(), options);
+  if (std::filesystem::exists(vocab)) return BertTokenizer(vocab.string(), options);
+  LUNA_CHECK(std::filesystem::exists(tokenizer_json), vocab.string(),
+             ": not found, and no tokenizer.json either (BertTokenizer reads vocab.txt or tokenizer.json)");
+  TokenizerJson parsed = parse_tokenizer_json(read_file(tokenizer_json.string(), "tokenizer"), tokenizer_json.string(),
+                                              options);
+  return from_tokens(std::move(parsed.tokens), tokenizer_json.string(), std::move(parsed.options));
 }
 
 // ---- the pipeline ----

