@@ -12,68 +12,18 @@
 
 #include <luna/models/bert_tokenizer.h>
 
+constexpr const char* kFuzzTarget = "fuzz_vocab";
+#include "fuzz_bert_common.h"
+
+using namespace luna::fuzz::bert;
+
 namespace {
-
-using luna::models::BertEncoding;
-using luna::models::BertTokenizer;
-using luna::models::BertTokenizerOptions;
-
-[[noreturn]] void fail(const std::string& what) {
-  std::fprintf(stderr, "fuzz_vocab: %s\n", what.c_str());
-  std::abort();
-}
 
 std::optional<BertTokenizer> make_tokenizer(std::string_view vocab, const BertTokenizerOptions& options) {
   try {
     return BertTokenizer::from_vocab_text(vocab, "fuzz/vocab.txt", options);
   } catch (const luna::Error&) {
     return std::nullopt;
-  }
-}
-
-void check_encoding(const BertTokenizer& tokenizer, const BertEncoding& e, bool pair, int64_t max_length) {
-  const size_t n = e.input_ids.size();
-  if (n < (pair ? 3u : 2u)) fail("encoding shorter than its special tokens");
-  if (e.token_type_ids.size() != n || e.attention_mask.size() != n) fail("ids, token types and mask differ in length");
-  if (max_length > 0 && int64_t(n) > max_length) fail("encoding longer than max_length");
-  if (e.input_ids.front() != tokenizer.cls_token_id() || e.input_ids.back() != tokenizer.sep_token_id())
-    fail("encoding not framed by [CLS] ... [SEP]");
-  for (size_t i = 0; i < n; ++i) {
-    if (e.input_ids[i] < 0 || e.input_ids[i] >= tokenizer.vocab_size()) fail("id outside the vocabulary");
-    if (e.attention_mask[i] != 1) fail("mask of an unpadded encoding is not all 1");
-    if (e.token_type_ids[i] != 0 && e.token_type_ids[i] != 1) fail("token type not 0/1");
-    if (i > 0 && e.token_type_ids[i] < e.token_type_ids[i - 1]) fail("token types not 0...0 1...1");
-  }
-  if (!pair && e.token_type_ids.back() != 0) fail("single text with token type 1");
-}
-
-void exercise(const BertTokenizer& tokenizer, const std::string& text, uint8_t knob) {
-  // Every token of the vocabulary maps back to its own id.
-  for (int64_t id = 0; id < tokenizer.vocab_size(); ++id)
-    if (tokenizer.token_to_id(tokenizer.convert_id_to_token(id)) != id) fail("token does not map back to its id");
-  std::optional<BertEncoding> single;
-  try {
-    single = tokenizer.encode(text);
-  } catch (const luna::Error&) {
-    // Only invalid UTF-8 may be rejected; then every other entry point must reject it too.
-    try {
-      tokenizer.tokenize(text);
-    } catch (const luna::Error&) {
-      return;
-    }
-    fail("encode rejected a text that tokenize accepted");
-  }
-  check_encoding(tokenizer, *single, false, 0);
-  if (tokenizer.tokenize(text).size() + 2 != single->input_ids.size()) fail("tokenize and encode disagree");
-  const int64_t max_length = 3 + knob % 13;
-  check_encoding(tokenizer, tokenizer.encode(text, max_length), false, max_length);
-  const size_t half = text.size() / 2;
-  std::string a = text.substr(0, half), b = text.substr(half);
-  try {
-    const BertEncoding pair = tokenizer.encode(a, b, max_length);
-    check_encoding(tokenizer, pair, !b.empty(), max_length);
-  } catch (const luna::Error&) {
-    // Splitting in the middle of a UTF-8 sequence makes both halves invalid: fine.
   }
 }
 
