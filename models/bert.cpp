@@ -69,7 +69,11 @@ BertSelfAttentionImpl::BertSelfAttentionImpl(const BertConfig& c)
 }
 
 Tensor BertSelfAttentionImpl::forward(const Tensor& hidden, const Tensor& key_padding_mask) const {
-  const int64_t B = hidden.size(0), N = hidden.size(1), D = hidden.size(2), H = num_heads, d = D / H;
+  const int64_t width = query->options.in_features();
+  LUNA_CHECK(hidden.defined() && hidden.dim() == 3 && hidden.size(2) == width,
+             "BertSelfAttention: expected hidden states [B, N, ", width, "], got ",
+             hidden.defined() ? hidden.str() : "undefined");
+  const int64_t B = hidden.size(0), N = hidden.size(1), D = width, H = num_heads, d = D / H;
   const Tensor q = query(hidden).reshape({B, N, H, d}).transpose(1, 2);  // (B, H, N, d)
   const Tensor k = key(hidden).reshape({B, N, H, d}).transpose(1, 2);    // (B, H, N, d)
   const Tensor v = value(hidden).reshape({B, N, H, d}).transpose(1, 2);  // (B, H, N, d)
