@@ -330,8 +330,9 @@ TEST_CASE("BERT forward rejects bad inputs with clear errors", "[bert]") {
   require_error([&] { model(ids.view({3})); }, {"input_ids must be [B, N]"});
   require_error([&] { model(ids, ones({1, 4}, TensorOptions(kInt64))); }, {"attention_mask has shape [1,4]"});
   require_error([&] { model(ids, Tensor(), zeros({2, 3}, TensorOptions(kInt64))); }, {"token_type_ids has shape [2,3]"});
-  require_error([&] { model(tensor(std::vector<int64_t>{2, 213, 3}, {1, 3})); }, {"213"});
-  require_error([&] { model(ids, Tensor(), full({1, 3}, 2, TensorOptions(kInt64))); }, {"2"});
+  require_error([&] { model(tensor(std::vector<int64_t>{2, 213, 3}, {1, 3})); }, {"index 213 is out of bounds", "213 rows"});
+  require_error([&] { model(ids, Tensor(), full({1, 3}, 2, TensorOptions(kInt64))); },
+                {"index 2 is out of bounds for dim 0 with size 2"});
   require_error([&] { model->encoder->layer->at<models::BertLayerImpl>(0).attention->self(zeros({1, 3, 31})); },
                 {"BertSelfAttention: expected hidden states [B, N, 32]", "[1,3,31]"});
 }
