@@ -10,14 +10,20 @@
 // projection_matrix). The converted config records the kind, so save_pretrained/from_pretrained
 // round-trip the converted model.
 //
-// BERT is not converted here yet: models/bert's BertSelfAttention runs softmax only and has no
-// attention kind in BertConfig (see the report of this change).
+// BERT's BertSelfAttention runs softmax only and BertConfig records no attention kind, so a
+// converted BERT is its own class here, ConvertedBertForSequenceClassification: the same module
+// tree and tensor names as BertForSequenceClassification (bert.embeddings.*, bert.encoder.layer.{i}
+// .attention.self.query.*, ...), plus the new kind's tensors under attention.self (feature_map.*,
+// projection_matrix), reusing models/bert's embeddings, feed-forward, residual-output and pooler
+// modules. It has no save_pretrained/from_pretrained (BertConfig has nowhere to record the kind).
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include <luna/models/bert.h>
 #include <luna/models/vit.h>
+#include <luna/nn/attention.h>
 #include <luna/nn/module.h>
 #include <luna/ops/luna.h>
 
@@ -86,5 +92,92 @@ DistillReport distill_vit_attention(const ViTForImageClassificationImpl& teacher
 ViTForImageClassification convert_vit_attention(const ViTForImageClassification& original,
                                                 const ConvertOptions& options,
                                                 const std::vector<Tensor>& distill_batches = {});
+
+// ---- BERT ----
+
+// attention.self of a converted BERT layer: query/key/value as in BERT, run by an unregistered
+// nn::MultiHeadAttention of the new kind whose out_proj is the layer's attention.output.dense; the
+// kind's own state is registered here (feature_map.*, projection_matrix, calls_since_last_redraw).
+class ConvertedBertSelfAttentionImpl : public nn::Module {
+ public:
+  ConvertedBertSelfAttentionImpl(const BertConfig& config, const ConvertOptions& options, nn::Linear out_proj);
+  // Also switches the unregistered mha.
+  void train(bool on = true) override;
+
+  nn::MultiHeadAttention mha{nullptr};
+  nn::Linear query{nullptr}, key{nullptr}, value{nullptr};
+};
+LUNA_MODULE(ConvertedBertSelfAttention);
+
+// A post-LN BERT block with the converted attention: x = LN(x + dropout(mha(x))), then the
+// feed-forward as BertLayer.
+class ConvertedBertLayerImpl : public nn::Module {
+ public:
+  ConvertedBertLayerImpl(const BertConfig& config, const ConvertOptions& options);
+  // hidden [B, N, D], key_padding_mask bool [B, N] (true = padded) or undefined -> [B, N, D]
+  Tensor forward(const Tensor& hidden, const Tensor& key_padding_mask = Tensor()) const;
+  // The attention output before dropout, residual and LayerNorm: attention.output.dense(context).
+  Tensor attention_output(const Tensor& hidden, const Tensor& key_padding_mask = Tensor()) const;
+
+  std::shared_ptr<nn::Module> attention;  // "attention": children "self" and "output"
+  ConvertedBertSelfAttention self{nullptr};
+  BertResidualOutput attention_output_block{nullptr};  // attention.output (dense, LayerNorm, dropout)
+  BertIntermediate intermediate{nullptr};
+  BertResidualOutput output{nullptr};
+};
+LUNA_MODULE(ConvertedBertLayer);
+
+class ConvertedBertForSequenceClassificationImpl : public nn::Module {
+ public:
+  // Fresh tensors (the new kind's drawn from options.seed); convert_bert_attention fills the rest.
+  ConvertedBertForSequenceClassificationImpl(const BertConfig& config, const ConvertOptions& options);
+  // As BertForSequenceClassificationImpl::forward: input_ids int64 [B, N], attention_mask [B, N]
+  // (nonzero = real token; undefined: all real), token_type_ids [B, N] or undefined -> logits [B, labels].
+  Tensor forward(const Tensor& input_ids, const Tensor& attention_mask = Tensor(),
+                 const Tensor& token_type_ids = Tensor()) const;
+  // The bool key padding mask (true = padded) of an attention mask, undefined for undefined.
+  static Tensor key_padding_mask(const Tensor& attention_mask);
+
+  const BertConfig& config() const { return config_; }
+  const ConvertOptions& options() const { return options_; }
+  size_t num_layers() const { return layer->size(); }
+  const ConvertedBertLayerImpl& layer_at(size_t i) const { return layer->at<ConvertedBertLayerImpl>(i); }
+
+  std::shared_ptr<nn::Module> bert;     // "bert": embeddings, encoder, pooler
+  std::shared_ptr<nn::Module> encoder;  // "bert.encoder": layer
+  BertEmbeddings embeddings{nullptr};
+  nn::ModuleList layer{nullptr};
+  BertPooler pooler{nullptr};
+  nn::Dropout dropout{nullptr};
+  nn::Linear classifier{nullptr};
+
+ private:
+  BertConfig config_;
+  ConvertOptions options_;
+};
+LUNA_MODULE(ConvertedBertForSequenceClassification);
+
+// The BERT counterparts of the ViT functions above. Parameter selection is by name, as for ViT:
+// feature_map = `.attention.self.feature_map.`, attention = `.attention.`, all.
+nn::NamedTensors set_bert_trainable(ConvertedBertForSequenceClassificationImpl& model, const std::string& train);
+
+// Per-layer MSE of the attention output (attention.output.dense of the context, before dropout,
+// residual and LayerNorm) between the softmax teacher and the student, each layer run on the
+// teacher's hidden state entering it, over every position (padded ones included). No gradient.
+std::vector<double> bert_attention_output_mse(const BertForSequenceClassificationImpl& teacher,
+                                              const ConvertedBertForSequenceClassificationImpl& student,
+                                              const Tensor& input_ids, const Tensor& attention_mask = Tensor());
+
+// The distillation of distill_vit_attention for BERT, on batches of input_ids (no padding).
+DistillReport distill_bert_attention(const BertForSequenceClassificationImpl& teacher,
+                                     ConvertedBertForSequenceClassificationImpl& student,
+                                     const std::vector<Tensor>& input_id_batches, int64_t steps, double lr);
+
+// convert_vit_attention for BERT: every tensor of `original` is carried over by name (checked),
+// requires_grad is set per options.train, and options.distill_steps > 0 runs
+// distill_bert_attention on `distill_input_ids`.
+ConvertedBertForSequenceClassification convert_bert_attention(const BertForSequenceClassification& original,
+                                                              const ConvertOptions& options,
+                                                              const std::vector<Tensor>& distill_input_ids = {});
 
 }  // namespace luna::models

@@ -357,8 +357,9 @@ void ViTConfig::validate(const std::string& source) const {
                a.performer_redraw_interval);
   }
   if (a.attention == "cosformer")
-    LUNA_CHECK(a.cosformer_max_len >= 0, source, ": key \"luna_attention.cosformer_max_len\" must be >= 0, got ",
-               a.cosformer_max_len);
+    LUNA_CHECK(a.cosformer_max_len == 0 || a.cosformer_max_len >= 1 + num_patches(), source,
+               ": key \"luna_attention.cosformer_max_len\" must be 0 (each call's length) or at least the ",
+               1 + num_patches(), " tokens of an image_size image, got ", a.cosformer_max_len);
 }
 
 std::string ViTConfig::to_json_string() const {

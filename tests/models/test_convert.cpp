@@ -6,11 +6,15 @@
 
 #include <iostream>
 #include <map>
+#include <random>
 #include <set>
 
 #include <luna/autograd/grad_mode.h>
 #include <luna/models/convert.h>
+#include <luna/nn/optimizer.h>
 #include <luna/ops/factories.h>
+#include <luna/ops/nn_functional.h>
+#include <luna/ops/reduce.h>
 
 using namespace luna;
 using namespace luna::testing;
@@ -234,4 +238,192 @@ TEST_CASE("convert: attention distillation lowers the per-layer attention-output
               << after[layer] << "\n";
     CHECK(after[layer] < before[layer] / 2);
   }
+}
+
+// ---- BERT ----
+
+namespace {
+
+using models::BertConfig;
+using models::BertForSequenceClassification;
+using models::ConvertedBertForSequenceClassification;
+
+BertConfig small_bert_config() {
+  BertConfig config;
+  config.vocab_size = 16;
+  config.hidden_size = 32;
+  config.num_hidden_layers = 2;
+  config.num_attention_heads = 4;
+  config.intermediate_size = 64;
+  config.max_position_embeddings = 16;
+  config.type_vocab_size = 2;
+  config.num_labels = 2;
+  config.hidden_dropout_prob = 0.0;
+  config.attention_probs_dropout_prob = 0.0;
+  config.initializer_range = 0.1;
+  return config;
+}
+
+// The synthetic task: token 1 ([CLS]) then 15 tokens; token A = 2 appears a times and token B = 3
+// b times (a ≠ b, both in 0..5) at random places among fillers 4..15; the label is a > b. Solving
+// it needs attention to count across the whole sequence.
+struct TextBatch {
+  Tensor input_ids;  // int64 (B, 16)
+  Tensor labels;     // int64 (B)
+};
+
+TextBatch make_text_batch(int64_t batch, std::mt19937& rng) {
+  constexpr int64_t N = 16;
+  std::vector<int64_t> ids, labels;
+  std::uniform_int_distribution<int64_t> count(0, 5), filler(4, 15);
+  for (int64_t b = 0; b < batch; ++b) {
+    int64_t a_count = count(rng), b_count = count(rng);
+    while (b_count == a_count) b_count = count(rng);
+    std::vector<int64_t> body;
+    for (int64_t i = 0; i < a_count; ++i) body.push_back(2);
+    for (int64_t i = 0; i < b_count; ++i) body.push_back(3);
+    while (static_cast<int64_t>(body.size()) < N - 1) body.push_back(filler(rng));
+    std::shuffle(body.begin(), body.end(), rng);
+    ids.push_back(1);
+    ids.insert(ids.end(), body.begin(), body.end());
+    labels.push_back(a_count > b_count ? 1 : 0);
+  }
+  return {tensor(ids, {batch, N}), tensor(labels, {batch})};
+}
+
+template <class Model>
+double accuracy(const Model& model, const std::vector<TextBatch>& batches) {
+  NoGradGuard no_grad;
+  int64_t correct = 0, total = 0;
+  for (const TextBatch& batch : batches) {
+    const std::vector<double> predicted = values(argmax(model(batch.input_ids), 1));
+    const std::vector<double> labels = values(batch.labels);
+    for (size_t i = 0; i < labels.size(); ++i) correct += predicted[i] == labels[i];
+    total += static_cast<int64_t>(labels.size());
+  }
+  return static_cast<double>(correct) / static_cast<double>(total);
+}
+
+// AdamW on the parameters that require grad, cross-entropy on fresh batches.
+template <class Model>
+void fine_tune(Model& model, int64_t steps, double lr, std::mt19937& rng) {
+  std::vector<Tensor> parameters;
+  for (const Tensor& p : model->parameters())
+    if (p.requires_grad()) parameters.push_back(p);
+  optim::AdamW optimizer(parameters, optim::AdamWOptions(lr).weight_decay(0.0));
+  model->train();
+  for (int64_t step = 0; step < steps; ++step) {
+    const TextBatch batch = make_text_batch(32, rng);
+    optimizer.zero_grad();
+    cross_entropy(model(batch.input_ids), batch.labels).backward();
+    optimizer.step();
+  }
+  model->eval();
+}
+
+}  // namespace
+
+TEST_CASE("convert: BERT to every kind keeps all original tensors; train selects the intended parameters", "[convert]") {
+  Generator generator(6);
+  const BertForSequenceClassification original(small_bert_config(), &generator);
+  const nn::NamedTensors old_state = original->state_dict();
+  std::mt19937 rng(3);
+  const TextBatch batch = make_text_batch(4, rng);
+  for (const std::string kind : {"luna", "elu", "performer", "cosformer", "hedgehog"}) {
+    for (const std::string train : {"feature_map", "attention", "all"}) {
+      INFO("kind " << kind << " train " << train);
+      if (train == "feature_map" && (kind != "luna" && kind != "hedgehog")) {
+        CHECK(error_of([&] { models::convert_bert_attention(original, small_options(kind, train)); }).find(kind) !=
+              std::string::npos);
+        continue;
+      }
+      ConvertedBertForSequenceClassification converted = models::convert_bert_attention(original, small_options(kind, train));
+      std::map<std::string, Tensor> new_state;
+      for (const auto& [name, t] : converted->state_dict()) new_state.emplace(name, t);
+      for (const auto& [name, t] : old_state) {
+        INFO("tensor " << name);
+        REQUIRE(new_state.count(name) == 1);
+        CHECK(bit_identical(new_state.at(name), t));
+        new_state.erase(name);
+      }
+      for (const auto& [name, t] : new_state) {
+        INFO("added " << name);
+        CHECK(name.find("bert.encoder.layer.") == 0);
+        const bool own = name.find(".attention.self.feature_map.") != std::string::npos ||
+                         name.find(".attention.self.projection_matrix") != std::string::npos ||
+                         name.find(".attention.self.calls_since_last_redraw") != std::string::npos;
+        CHECK(own);
+      }
+      CHECK(new_state.empty() == (kind == "elu" || kind == "cosformer"));
+
+      const nn::NamedTensors trainable = models::set_bert_trainable(*converted, train);
+      std::set<std::string> trainable_names;
+      for (const auto& [name, t] : trainable) trainable_names.insert(name);
+      for (const auto& [name, parameter] : converted->named_parameters()) {
+        INFO("parameter " << name);
+        const bool feature_map = name.find(".attention.self.feature_map.") != std::string::npos;
+        const bool qkvo = name.find(".attention.self.query.") != std::string::npos ||
+                          name.find(".attention.self.key.") != std::string::npos ||
+                          name.find(".attention.self.value.") != std::string::npos ||
+                          name.find(".attention.output.dense.") != std::string::npos ||
+                          name.find(".attention.output.LayerNorm.") != std::string::npos;
+        const bool expected = train == "all" || (train == "attention" && qkvo) || (train == "attention" && feature_map) ||
+                              (train == "feature_map" && feature_map);
+        CHECK(parameter.requires_grad() == expected);
+        CHECK(trainable_names.count(name) == (expected ? 1u : 0u));
+      }
+      converted->eval();
+      NoGradGuard no_grad;
+      for (double v : values(converted(batch.input_ids))) CHECK(std::isfinite(v));
+    }
+  }
+}
+
+TEST_CASE("convert: BERT attention distillation lowers the per-layer attention-output MSE", "[convert]") {
+  Generator generator(7);
+  BertForSequenceClassification original(small_bert_config(), &generator);
+  original->eval();
+  std::mt19937 rng(4);
+  std::vector<Tensor> batches;
+  for (int i = 0; i < 4; ++i) batches.push_back(make_text_batch(16, rng).input_ids);
+  ConvertedBertForSequenceClassification converted = models::convert_bert_attention(original, small_options("luna", "attention"));
+  converted->eval();
+  const models::DistillReport report = models::distill_bert_attention(*original, *converted, batches, 100, 3e-3);
+  REQUIRE(report.final_mse.size() == 2);
+  for (size_t layer = 0; layer < 2; ++layer) {
+    std::cout << "convert bert distill luna layer " << layer << ": attention-output MSE " << report.initial_mse[layer]
+              << " -> " << report.final_mse[layer] << "\n";
+    CHECK(report.final_mse[layer] < report.initial_mse[layer] / 4);
+  }
+}
+
+TEST_CASE("convert: a trained BERT converted to luna and fine-tuned recovers its accuracy (issue 6 item 8)", "[convert]") {
+  Generator generator(8);
+  BertForSequenceClassification original(small_bert_config(), &generator);
+  std::mt19937 rng(5);
+  std::vector<TextBatch> dev;
+  for (int i = 0; i < 8; ++i) dev.push_back(make_text_batch(64, rng));
+  fine_tune(original, 300, 2e-3, rng);
+  const double original_accuracy = accuracy(original, dev);
+
+  ConvertOptions options = small_options("luna", "all");
+  ConvertedBertForSequenceClassification converted = models::convert_bert_attention(original, options);
+  converted->eval();
+  const double before_fine_tune = accuracy(converted, dev);
+  fine_tune(converted, 150, 1e-3, rng);
+  const double converted_accuracy = accuracy(converted, dev);
+  std::cout << "convert bert item 8: softmax dev accuracy " << original_accuracy << ", luna before fine-tune "
+            << before_fine_tune << ", after 150 steps " << converted_accuracy << " (recovery "
+            << 100 * converted_accuracy / original_accuracy << "%)\n";
+  REQUIRE(original_accuracy >= 0.9);  // the task was learned
+  CHECK(before_fine_tune >= 0.75);     // the carried weights already do most of the work (chance: 0.5)
+  CHECK(converted_accuracy >= 0.95 * original_accuracy);
+
+  // The same with only the feature maps trained (the default `train`).
+  ConvertedBertForSequenceClassification feature_map_only =
+      models::convert_bert_attention(original, small_options("luna", "feature_map"));
+  fine_tune(feature_map_only, 150, 1e-3, rng);
+  const double feature_map_accuracy = accuracy(feature_map_only, dev);
+  std::cout << "convert bert item 8: luna, feature maps only, after 150 steps " << feature_map_accuracy << "\n";
+  CHECK(feature_map_accuracy >= 0.95 * original_accuracy);
 }
