@@ -11,9 +11,11 @@
 #include <luna/ops/factories.h>
 #include <luna/ops/linalg.h>
 
-#include "svg.h"
+#include "common/svg.h"
 
 namespace luna::train_lra {
+using namespace luna::apps;  // NOLINT: the shared app helpers (apps/common)
+
 
 namespace {
 

@@ -33,13 +33,15 @@
 #endif
 
 #include "kernels.h"
-#include "report.h"
+#include "common/report.h"
 #include "task_data.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace luna::train_lra {
+using namespace luna::apps;  // NOLINT: the shared app helpers (apps/common)
+
 
 namespace {
 

@@ -1,9 +1,12 @@
-// Progress bar, metrics.jsonl and curves.svg for train_lra.
+// Progress bar, metrics.jsonl, curves.svg and atomic file writes for the training apps.
 #include "report.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -13,7 +16,7 @@
 
 #include "svg.h"
 
-namespace luna::train_lra {
+namespace luna::apps {
 
 std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
@@ -29,9 +32,10 @@ std::string format_duration(double seconds) {
   return buffer;
 }
 
-Progress::Progress(int64_t total_steps, bool bar, std::FILE* out) : total_(total_steps), bar_(bar), out_(out) {}
+Progress::Progress(int64_t total_steps, bool bar, std::FILE* out, std::string rate_unit)
+    : total_(total_steps), bar_(bar), out_(out), rate_unit_(std::move(rate_unit)) {}
 
-void Progress::update(int64_t step, double loss, double accuracy, double tokens_per_second, double eta_seconds) {
+void Progress::update(int64_t step, double loss, double accuracy, double rate, double eta_seconds) {
   if (!bar_) return;
   const auto now = std::chrono::steady_clock::now();
   if (step < total_ && now - last_draw_ < std::chrono::milliseconds(100)) return;
@@ -42,8 +46,9 @@ void Progress::update(int64_t step, double loss, double accuracy, double tokens_
   std::string bar(size_t(filled), '=');
   if (filled < kWidth) bar += '>' + std::string(size_t(kWidth - filled - 1), ' ');
   char text[256];
-  std::snprintf(text, sizeof text, "step %lld/%lld [%s] loss %.4f acc %.3f | %.0f tok/s | ETA %s", (long long)step,
-                (long long)total_, bar.c_str(), loss, accuracy, tokens_per_second, format_duration(eta_seconds).c_str());
+  std::snprintf(text, sizeof text, "step %lld/%lld [%s] loss %.4f acc %.3f | %.0f %s | ETA %s", (long long)step,
+                (long long)total_, bar.c_str(), loss, accuracy, rate, rate_unit_.c_str(),
+                format_duration(eta_seconds).c_str());
   last_bar_ = text;
   draw();
 }
@@ -79,12 +84,12 @@ MetricsLog::MetricsLog(const std::string& path, bool resume, int64_t resume_step
 void MetricsLog::write(const nlohmann::json& record) {
   std::ofstream out(path_, std::ios::app);
   out << record.dump() << "\n";
-  LUNA_CHECK(out.good(), "train_lra: cannot append to ", path_);
+  LUNA_CHECK(out.good(), "cannot append to ", path_);
 }
 
 std::vector<nlohmann::json> read_metrics(const std::string& path) {
   std::ifstream in(path);
-  LUNA_CHECK(in.good(), "train_lra: cannot read ", path);
+  LUNA_CHECK(in.good(), "cannot read ", path);
   std::vector<nlohmann::json> out;
   std::string line;
   for (int64_t number = 1; std::getline(in, line); ++number) {
@@ -92,7 +97,7 @@ std::vector<nlohmann::json> read_metrics(const std::string& path) {
     try {
       out.push_back(nlohmann::json::parse(line));
     } catch (const nlohmann::json::exception& e) {
-      LUNA_FAIL("train_lra: ", path, " line ", number, " is not JSON (", e.what(), ")");
+      LUNA_FAIL(path, " line ", number, " is not JSON (", e.what(), ")");
     }
   }
   return out;
@@ -131,16 +136,27 @@ std::string render_curves_svg(const std::vector<nlohmann::json>& metrics, const 
 
 void write_file_atomically(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    LUNA_CHECK(out.good(), "train_lra: cannot write ", tmp);
-    out << text;
-    out.flush();
-    LUNA_CHECK(out.good(), "train_lra: cannot write ", tmp);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  LUNA_CHECK(fd >= 0, "cannot write ", tmp, ": ", std::strerror(errno));
+  size_t written = 0;
+  while (written < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + written, text.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const std::string reason = std::strerror(errno);
+      ::close(fd);
+      LUNA_FAIL("cannot write ", tmp, ": ", reason);
+    }
+    written += size_t(n);
   }
+  // Without the fsync a crash after the rename could leave an empty file under the final name.
+  const bool synced = ::fsync(fd) == 0;
+  const std::string reason = synced ? "" : std::strerror(errno);
+  ::close(fd);
+  LUNA_CHECK(synced, "cannot fsync ", tmp, ": ", reason);
   std::error_code error;
   std::filesystem::rename(tmp, path, error);
-  LUNA_CHECK(!error, "train_lra: cannot rename ", tmp, " to ", path, ": ", error.message());
+  LUNA_CHECK(!error, "cannot rename ", tmp, " to ", path, ": ", error.message());
 }
 
-}  // namespace luna::train_lra
+}  // namespace luna::apps

@@ -7,7 +7,7 @@
 #include <limits>
 #include <sstream>
 
-namespace luna::train_lra {
+namespace luna::apps {
 
 namespace {
 
@@ -197,4 +197,4 @@ std::string render_svg(const std::string& title, const std::vector<Panel>& panel
   return svg.str();
 }
 
-}  // namespace luna::train_lra
+}  // namespace luna::apps

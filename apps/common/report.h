@@ -1,5 +1,6 @@
-// What train_lra shows and writes while it runs: a progress bar on a terminal (plain lines
-// otherwise), metrics.jsonl (one JSON object per logged step) and curves.svg drawn from it.
+// What the training apps (train_lra, train_vit, convert_vit) show and write while they run: a
+// progress bar on a terminal (plain lines otherwise), metrics.jsonl (one JSON object per logged
+// step), curves.svg drawn from it, and files written atomically.
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -9,19 +10,20 @@
 
 #include <nlohmann/json.hpp>
 
-namespace luna::train_lra {
+namespace luna::apps {
 
 // "1h02m", "4m05s", "12s".
 std::string format_duration(double seconds);
 
 class Progress {
  public:
-  // bar = true: one line redrawn in place (a terminal); false: a line per update.
-  Progress(int64_t total_steps, bool bar, std::FILE* out = stdout);
+  // bar = true: one line redrawn in place (a terminal); false: a line per update. rate_unit
+  // labels the throughput ("tok/s", "img/s").
+  Progress(int64_t total_steps, bool bar, std::FILE* out = stdout, std::string rate_unit = "tok/s");
 
   // A training step finished. With a bar it is redrawn (at most ~10 times a second); without,
-  // nothing is printed (call line() at log steps).
-  void update(int64_t step, double loss, double accuracy, double tokens_per_second, double eta_seconds);
+  // nothing is printed (call line() at log steps). `rate` is in rate_unit.
+  void update(int64_t step, double loss, double accuracy, double rate, double eta_seconds);
   // A line of its own (log lines, evaluations); the bar, if any, is redrawn below it.
   void line(const std::string& text);
   // Ends the bar's line.
@@ -32,6 +34,7 @@ class Progress {
   int64_t total_;
   bool bar_;
   std::FILE* out_;
+  std::string rate_unit_;
   std::chrono::steady_clock::time_point last_draw_{};
   std::string last_bar_;
   bool bar_visible_ = false;
@@ -53,11 +56,12 @@ class MetricsLog {
 std::vector<nlohmann::json> read_metrics(const std::string& path);
 
 // curves.svg: training loss and accuracy (averages over each log window) with dev evaluations,
-// and the majority-class rate as a dashed line.
+// and the majority-class rate as a dashed line (none when it is NaN).
 std::string render_curves_svg(const std::vector<nlohmann::json>& metrics, const std::string& title,
                               double majority_class_accuracy);
 
-// Writes `text` to `path` through a temporary file and a rename, so readers never see half a file.
+// Writes `text` to `path` through a temporary file in the same folder, fsync and a rename, so
+// readers never see half a file and an interruption keeps the previous version.
 void write_file_atomically(const std::string& path, const std::string& text);
 
-}  // namespace luna::train_lra
+}  // namespace luna::apps

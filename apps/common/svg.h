@@ -1,11 +1,11 @@
-// Hand-written SVG line charts for train_lra's curves.svg and kernels.svg: a grid of panels, each
+// Hand-written SVG line charts for the apps' curves.svg and train_lra's kernels.svg: a grid of panels, each
 // with axes, "nice" ticks, a legend, line series and optional background histogram bars.
 #pragma once
 #include <optional>
 #include <string>
 #include <vector>
 
-namespace luna::train_lra {
+namespace luna::apps {
 
 struct Series {
   std::string label;
@@ -35,4 +35,4 @@ std::string render_svg(const std::string& title, const std::vector<Panel>& panel
 // Escapes &, <, >, " for SVG text and attributes.
 std::string svg_escape(const std::string& text);
 
-}  // namespace luna::train_lra
+}  // namespace luna::apps
