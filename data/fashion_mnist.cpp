@@ -1,7 +1,6 @@
 // Fashion-MNIST from IDX files.
 #include <luna/data/fashion_mnist.h>
 
-#include <filesystem>
 #include <numeric>
 
 #include <luna/data/read_util.h>
@@ -11,18 +10,9 @@ namespace luna::data {
 
 namespace {
 constexpr const char* kReader = "fashion_mnist";
-
-// <dir>/<stem>.gz, or <dir>/<stem> when only the uncompressed file exists.
-std::string idx_path(const std::string& dir, const std::string& stem) {
-  const std::string gz = dir + "/" + stem + ".gz";
-  std::error_code error;
-  if (!std::filesystem::exists(gz, error) && std::filesystem::exists(dir + "/" + stem, error)) return dir + "/" + stem;
-  return gz;
-}
 }  // namespace
 
-ClassificationExamples parse_fashion_mnist(const IdxArray& images, const IdxArray& labels, Split split,
-                                           const ReadOptions& options) {
+void check_fashion_mnist_arrays(const IdxArray& images, const IdxArray& labels) {
   LUNA_CHECK(images.dims.size() == 3, kReader, ": ", images.source, ": expected images of shape (N, rows, cols), got ",
              images.dims.size(), " dims");
   LUNA_CHECK(labels.dims.size() == 1, kReader, ": ", labels.source, ": expected labels of shape (N), got ",
@@ -39,7 +29,18 @@ ClassificationExamples parse_fashion_mnist(const IdxArray& images, const IdxArra
                  labels.numel() == labels.dims[0],
              kReader, ": ", images.source, ": data sizes (", images.numel(), ", ", labels.numel(),
              " bytes) do not match the dims");
+}
 
+std::pair<size_t, size_t> fashion_mnist_split_range(size_t count, Split split) {
+  if (split == Split::test) return {0, count};
+  const size_t dev_size = count / 12;
+  return split == Split::train ? std::pair{size_t(0), count - dev_size} : std::pair{count - dev_size, count};
+}
+
+ClassificationExamples parse_fashion_mnist(const IdxArray& images, const IdxArray& labels, Split split,
+                                           const ReadOptions& options) {
+  check_fashion_mnist_arrays(images, labels);
+  const int64_t pixels = images.dims[1] * images.dims[2];
   ClassificationExamples out;
   out.num_classes = kFashionMnistNumClasses;
   out.vocabulary = pixel_vocabulary();
@@ -65,16 +66,11 @@ ClassificationExamples parse_fashion_mnist(const IdxArray& images, const IdxArra
 
 ClassificationExamples read_fashion_mnist(const std::string& dir, Split split, const ReadOptions& options) {
   const std::string prefix = split == Split::test ? "t10k" : "train";
-  const IdxArray images = read_idx(idx_path(dir, prefix + "-images-idx3-ubyte"));
-  const IdxArray labels = read_idx(idx_path(dir, prefix + "-labels-idx1-ubyte"));
+  const IdxArray images = read_idx(detail::idx_path(dir, prefix + "-images-idx3-ubyte"));
+  const IdxArray labels = read_idx(detail::idx_path(dir, prefix + "-labels-idx1-ubyte"));
   ClassificationExamples all = parse_fashion_mnist(images, labels, split, options);
   all.source = dir;
-  size_t begin = 0, end = all.size();
-  if (split != Split::test) {
-    const size_t dev_size = all.size() / 12;
-    if (split == Split::train) end -= dev_size;
-    else begin = end - dev_size;
-  }
+  auto [begin, end] = fashion_mnist_split_range(all.size(), split);
   if (options.max_examples > 0) end = std::min(end, begin + size_t(options.max_examples));
   if (begin == 0 && end == all.size()) return all;
   std::vector<size_t> indices(end - begin);

@@ -9,6 +9,7 @@
 //   ClassificationExamples train = read_fashion_mnist(kFashionMnistDebianDir, Split::train);
 #pragma once
 #include <string>
+#include <utility>
 
 #include <luna/data/dataset.h>
 #include <luna/data/idx.h>
@@ -20,6 +21,14 @@ inline constexpr int64_t kFashionMnistNumClasses = 10;
 
 // `dir` holds the four IDX files. max_len defaults to rows*cols (784), +1 with CLS.
 ClassificationExamples read_fashion_mnist(const std::string& dir, Split split, const ReadOptions& options = {});
+
+// Checks that `images` are (N, rows, cols) with sides in 1..65536 and `labels` (N), and that their
+// data holds what the dims say; errors name the files. Labels are not range-checked (bad records).
+void check_fashion_mnist_arrays(const IdxArray& images, const IdxArray& labels);
+
+// The records [begin, end) of `split` among `count` records of its file (train and dev share the
+// train file: dev is its last twelfth; test is the whole t10k file).
+std::pair<size_t, size_t> fashion_mnist_split_range(size_t count, Split split);
 
 // Every image of a matching pair of IDX arrays, as examples (no split selection).
 ClassificationExamples parse_fashion_mnist(const IdxArray& images, const IdxArray& labels, Split split,

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 
 namespace luna::data::detail {
@@ -62,7 +63,7 @@ std::vector<std::string_view> split_fields(std::string_view line, char separator
 }
 
 void RecordPolicy::reject(const std::string& where, const std::string& message) {
-  std::string full = std::string(reader_) + ": " + source_ + " " + where + ": " + message;
+  std::string full = std::string(reader_) + ": " + source_ + (where.empty() ? "" : " " + where) + ": " + message;
   if (!options_.skip_bad_records) throw Error(full);
   ++report_.skipped_bad;
   if (report_.first_errors.size() < ReadReport::kMaxKeptErrors) report_.first_errors.push_back(std::move(full));
@@ -70,6 +71,13 @@ void RecordPolicy::reject(const std::string& where, const std::string& message) 
 
 void RecordPolicy::fail_file(const std::string& message) const {
   throw Error(std::string(reader_) + ": " + source_ + ": " + message);
+}
+
+std::string idx_path(const std::string& dir, const std::string& stem) {
+  const std::string gz = dir + "/" + stem + ".gz";
+  std::error_code error;
+  if (!std::filesystem::exists(gz, error) && std::filesystem::exists(dir + "/" + stem, error)) return dir + "/" + stem;
+  return gz;
 }
 
 int64_t resolve_max_len(const ReadOptions& options, int64_t task_default, const char* reader) {

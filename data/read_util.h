@@ -40,7 +40,8 @@ void for_each_line(std::string_view text, Visit&& visit) {
 std::vector<std::string_view> split_fields(std::string_view line, char separator);
 
 // Applies the bad-record policy of ReadOptions to each record of one file. An Error thrown by the
-// parse of a record becomes "<reader>: <source> <where>: <message>"; it is rethrown, or, when
+// parse of a record becomes "<reader>: <source> <where>: <message>" ("<reader>: <source>: <message>"
+// when `where` is empty: a file that is one record, such as an image); it is rethrown, or, when
 // skipping, counted in report.skipped_bad (first few messages kept).
 class RecordPolicy {
  public:
@@ -73,6 +74,10 @@ class RecordPolicy {
   const ReadOptions& options_;
   ReadReport& report_;
 };
+
+// <dir>/<stem>.gz, or <dir>/<stem> when only the uncompressed file exists (IDX files are shipped
+// either way); a missing file is then reported under the .gz name.
+std::string idx_path(const std::string& dir, const std::string& stem);
 
 // max_len from the options, or `task_default` when it is 0; negative is an error.
 int64_t resolve_max_len(const ReadOptions& options, int64_t task_default, const char* reader);
