@@ -33,8 +33,14 @@ Image decode_image(std::string_view bytes, int64_t max_side = 16384);
 Image read_image(const std::string& path, int64_t max_side = 16384);
 
 // Resizes to height × width as PIL's Image.resize(resample=BILINEAR) does: a triangle filter
-// whose support widens by the scale factor when shrinking (antialiasing), separable (horizontal
-// pass first), each pass rounded to uint8 as PIL does. Same size: a copy.
+// whose support widens by the scale factor when shrinking (antialiasing), separable (one pass per
+// axis whose size changes), each pass rounded to uint8 as PIL does. Same size: a copy.
+// Bit-identical to Pillow 13 on L and RGB images (tests/fixtures/resize, scripts/make_resize_fixture.py),
+// including its pass order: Pillow >= 13 runs the vertical pass first when the height loses more
+// than twice as many pixels as the width; older Pillows always go horizontal first and so can differ
+// by a rounding step in that case only (never for a square image resized to a square). Every channel
+// is resized on its own, as PIL's core resample does: for LA/RGBA images Image.resize premultiplies
+// by alpha first, so results differ wherever alpha < 255. Sides up to 65536.
 Image resize_bilinear(const Image& image, int64_t height, int64_t width);
 
 // Where images come from, as a spec string:
@@ -48,7 +54,14 @@ Image resize_bilinear(const Image& image, int64_t height, int64_t width);
 //                             their classes must be among train's. Without DIR/train/: every image
 //                             of DIR, split 80/10/10 by a seeded shuffle (split_seed).
 //                             Files with other extensions than png/jpg/jpeg/bmp/gif/tga/pnm/ppm/pgm
-//                             are ignored (as torchvision does).
+//                             are ignored (as torchvision does). Class folders are searched
+//                             recursively; a split's images come in class order, then
+//                             torchvision's (folder path, then file name; so max_examples takes
+//                             the first classes' images).
+// CIFAR-10's dev split is the last tenth of the records of the five data batches, cut before any
+// record is read (a record with a bad label is skipped where it stands); a batch whose size is not a
+// multiple of 3073 bytes is an error. Labels outside 0-9 (fmnist, cifar10) are bad records naming
+// the file and record.
 struct ImageSetOptions {
   // Side of the square images returned; images of another size are resized (resize_bilinear).
   // 0 = the source's own size (28 fmnist, 32 cifar10); an image folder needs it set.
@@ -57,7 +70,8 @@ struct ImageSetOptions {
   // (or record) and both counts. 0 = the source's own (fmnist 1, cifar10 3, image folder: that of
   // its first image, every other image must agree).
   int64_t channels = 0;
-  // Keep at most this many examples of the split (0 = all), the first ones in the split's order.
+  // Keep at most this many examples of the split (0 = all), the first ones in the split's order
+  // (skipped bad records do not count).
   int64_t max_examples = 0;
   // Seed of the 80/10/10 split of an image folder without train/.
   uint64_t split_seed = 0;
@@ -70,7 +84,7 @@ struct ImageClassificationSet {
   Tensor images;  // uint8 (N, C, S, S)
   Tensor labels;  // int64 (N), in 0 .. classes.size()-1
   std::vector<std::string> classes;  // class names by label (fmnist/cifar10: the datasets' names)
-  std::string source;                // the folder or files read, for messages
+  std::string source;                // the folder read (an image folder's train/, val/ or test/), for messages
   Split split = Split::train;
   ReadReport report;                 // records seen, skipped, ...
   int64_t size() const { return images.defined() ? images.size(0) : 0; }
@@ -78,11 +92,13 @@ struct ImageClassificationSet {
 
 // Parses `spec` (above) and reads one split. An unknown source kind, a missing folder or file, an
 // empty class folder set, or an image of the wrong channel count is an error naming the spec,
-// the file and the values.
+// the file and the values. Images are decoded and resized in parallel (set_num_threads); the result
+// and the errors do not depend on the thread count.
 ImageClassificationSet load_image_set(const std::string& spec, Split split, const ImageSetOptions& options = {});
 
-// (x / 255 − mean[c]) / std[c]: uint8 images (B, C, H, W) -> float32 (B, C, H, W). mean and std
-// have one entry per channel (or one entry, used for every channel); std entries must be > 0.
+// (x / 255 − mean[c]) / std[c]: uint8 images (B, C, H, W) -> float32 (B, C, H, W) on the images'
+// device, computed in double and rounded once. mean and std have one entry per channel (or one
+// entry, used for every channel); std entries must be > 0.
 Tensor normalize_images(const Tensor& images, const std::vector<double>& mean, const std::vector<double>& std);
 
 }  // namespace luna::data
