@@ -105,6 +105,7 @@ void Backend::cross_entropy_backward(const Tensor&, const Tensor&, const Tensor&
   missing("cross_entropy_backward");
 }
 void Backend::dropout_forward(const Tensor&, const Tensor&, const Tensor&, double, GeneratorState) { missing("dropout"); }
+void Backend::dropout_backward(const Tensor&, const Tensor&, double, const Tensor&) { missing("dropout_backward"); }
 
 Backend& cpu_backend();  // backends/cpu/cpu_backend.cpp
 

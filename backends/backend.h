@@ -132,6 +132,9 @@ class Backend {
   // out = in * mask / (1 - p), mask[i] = uniform(i) >= p (uint8, one word per element).
   virtual void dropout_forward(const Tensor& in, const Tensor& out, const Tensor& mask, double p,
                                GeneratorState state);
+  // grad_in = (grad_out * mask) * scale, mask the uint8 mask of dropout_forward; all contiguous, one
+  // shape. The two products run in this order, so the result equals the composed ops bit for bit.
+  virtual void dropout_backward(const Tensor& grad_out, const Tensor& mask, double scale, const Tensor& grad_in);
 
  protected:
   [[noreturn]] void missing(const char* kernel) const;

@@ -117,7 +117,10 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* generator) {
   backend_for(out).dropout_forward(input, out, mask, p, state);
   const double scale = 1.0 / (1.0 - p);
   return record("dropout", out, {x}, {mask}, [scale](const Tensor& g, const Saved& s) {
-    return Grads{g * s[0].to(g.dtype()) * scale};
+    const Tensor grad = g.contiguous();
+    Tensor grad_in = empty_tensor(grad.sizes(), grad.dtype(), grad.device());
+    backend_for(grad).dropout_backward(grad, s[0], scale, grad_in);
+    return Grads{grad_in};
   });
 }
 

@@ -3,6 +3,7 @@
 // row is still in cache; rows are spread over OpenMP threads.
 #include <luna/backends/cpu/cpu_backend.h>
 #include <luna/backends/cpu/loops.h>
+#include <luna/backends/cpu/philox_simd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -427,18 +428,72 @@ void cross_entropy_backward_rows(const T* logits, const int64_t* target, const T
 // Element i keeps its value when the uniform from word i % 4 of Philox block offset + i / 4 is
 // >= p (compared in double), the layout every random fill uses, so any backend draws the same mask.
 template <class T>
+inline void dropout_scalar(const T* in, T* out, uint8_t* mask, int64_t first, int64_t end, double p, T scale,
+                           GeneratorState state) {
+  for (int64_t b = first / 4; 4 * b < end; ++b) {
+    const PhiloxBlock words = philox4x32_10(state.seed, state.offset + uint64_t(b));
+    for (int64_t e = std::max(first, 4 * b); e < std::min(end, 4 * b + 4); ++e) {
+      const bool keep = double(uniform_float(words[size_t(e - 4 * b)])) >= p;
+      mask[e] = uint8_t(keep);
+      out[e] = keep ? in[e] * scale : T(0);
+    }
+  }
+}
+
+// Elements per vector step: 8 Philox blocks of 4 words.
+constexpr int64_t kDropoutGroup = 32;
+
+template <class T>
 void dropout_elements(const T* in, T* out, uint8_t* mask, int64_t n, double p, GeneratorState state) {
   const T scale = T(1.0 / (1.0 - p));
-  const int64_t blocks = (n + 3) / 4;
-#pragma omp parallel for if (worth_parallel(blocks, n)) schedule(static)
-  for (int64_t b = 0; b < blocks; ++b) {
-    const PhiloxBlock words = philox4x32_10(state.seed, state.offset + uint64_t(b));
-    const int64_t first = 4 * b, count = std::min<int64_t>(4, n - first);
-    for (int64_t k = 0; k < count; ++k) {
-      const bool keep = double(uniform_float(words[size_t(k)])) >= p;
-      mask[first + k] = uint8_t(keep);
-      out[first + k] = keep ? in[first + k] * scale : T(0);
+  const int64_t groups = n / kDropoutGroup;
+#if defined(LUNA_HAVE_PHILOX_SIMD)
+  if constexpr (std::is_same_v<T, float>) {
+    // uniform_float(w) = (w >> 8) / 2^24 exactly, so uniform >= p (in double) is the integer test
+    // (w >> 8) >= ceil(p · 2^24): the same mask without a conversion per element.
+    const __m256i below = _mm256_set1_epi32(int(std::ceil(p * 16777216.0)) - 1);
+    const __m256 scale8 = _mm256_set1_ps(scale);
+    const __m256i ones = _mm256_set1_epi8(1);
+#pragma omp parallel for if (worth_parallel(groups, n)) schedule(static)
+    for (int64_t g = 0; g < groups; ++g) {
+      __m256i words[4];
+      philox_simd::philox8_elements(state.seed, state.offset + uint64_t(8 * g), words);
+      const int64_t first = g * kDropoutGroup;
+      __m256i keep[4];
+      for (int v = 0; v < 4; ++v) {
+        keep[v] = _mm256_cmpgt_epi32(_mm256_srli_epi32(words[v], 8), below);  // all ones = keep
+        const __m256 x = _mm256_loadu_ps(in + first + 8 * v);
+        // keep ? x·scale : +0, as the scalar path (x·scale is rounded the same way).
+        _mm256_storeu_ps(out + first + 8 * v, _mm256_and_ps(_mm256_mul_ps(x, scale8), _mm256_castsi256_ps(keep[v])));
+      }
+      // 32 lanes of 0 / -1 to 32 bytes of 0 / 1; the packs work per 128-bit half, the permute
+      // restores element order.
+      const __m256i words16 = _mm256_packs_epi32(keep[0], keep[1]);  // (0-3, 8-11 | 4-7, 12-15)
+      const __m256i words16b = _mm256_packs_epi32(keep[2], keep[3]);
+      const __m256i bytes = _mm256_packs_epi16(words16, words16b);
+      const __m256i ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(mask + first), _mm256_and_si256(ordered, ones));
     }
+    dropout_scalar(in, out, mask, groups * kDropoutGroup, n, p, scale, state);
+    return;
+  }
+#endif
+  const int64_t chunks = (n + kDropoutGroup - 1) / kDropoutGroup;
+#pragma omp parallel for if (worth_parallel(chunks, n)) schedule(static)
+  for (int64_t c = 0; c < chunks; ++c)
+    dropout_scalar(in, out, mask, c * kDropoutGroup, std::min(n, (c + 1) * kDropoutGroup), p, scale, state);
+}
+
+// grad_in = (grad_out · mask) · scale, the two products of the composed formula in the same order,
+// so the results (signed zeros and NaNs included) match it bit for bit.
+template <class T>
+void dropout_backward_elements(const T* grad_out, const uint8_t* mask, T scale, T* grad_in, int64_t n) {
+  const int64_t chunk = 8192;
+  const int64_t chunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for if (worth_parallel(chunks, n)) schedule(static)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t end = std::min(n, (c + 1) * chunk);
+    for (int64_t i = c * chunk; i < end; ++i) grad_in[i] = (grad_out[i] * T(mask[i])) * scale;
   }
 }
 
@@ -536,6 +591,13 @@ void CpuBackend::dropout_forward(const Tensor& in, const Tensor& out, const Tens
   LUNA_DISPATCH_FLOAT(in.dtype(), "dropout", [&] {
     dropout_elements(in.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), mask.data_ptr<uint8_t>(), in.numel(), p,
                      state);
+  });
+}
+
+void CpuBackend::dropout_backward(const Tensor& grad_out, const Tensor& mask, double scale, const Tensor& grad_in) {
+  LUNA_DISPATCH_FLOAT(grad_out.dtype(), "dropout backward", [&] {
+    dropout_backward_elements(grad_out.data_ptr<scalar_t>(), mask.data_ptr<uint8_t>(), scalar_t(scale),
+                              grad_in.data_ptr<scalar_t>(), grad_out.numel());
   });
 }
 

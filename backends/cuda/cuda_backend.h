@@ -53,6 +53,7 @@ class CudaBackend final : public Backend {
                               int64_t ignore_index, double label_smoothing, const Tensor& grad_logits) override;
   void dropout_forward(const Tensor& in, const Tensor& out, const Tensor& mask, double p,
                        GeneratorState state) override;
+  void dropout_backward(const Tensor& grad_out, const Tensor& mask, double scale, const Tensor& grad_in) override;
 };
 
 }  // namespace luna::cuda

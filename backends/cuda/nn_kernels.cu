@@ -275,6 +275,12 @@ __global__ void dropout_kernel(const T* in, T* out, uint8_t* mask, int64_t n, do
   }
 }
 
+// (grad · mask) · scale: the composed formula's two products in its order (the CPU's bits).
+template <class T>
+__global__ void dropout_backward_kernel(const T* grad_out, const uint8_t* mask, T scale, T* grad_in, int64_t n) {
+  LUNA_GRID_STRIDE_LOOP(i, n) { grad_in[i] = (grad_out[i] * T(mask[i])) * scale; }
+}
+
 template <class T>
 const T* optional_ptr(const Tensor& t) {
   return t.defined() ? ptr<const T>(t) : nullptr;
@@ -403,6 +409,17 @@ void CudaBackend::dropout_forward(const Tensor& in, const Tensor& out, const Ten
         ptr<const scalar_t>(in), ptr<scalar_t>(out), ptr<uint8_t>(mask), n, p, state.seed, state.offset);
   });
   LUNA_CUDA_CHECK_LAUNCH("dropout");
+}
+
+void CudaBackend::dropout_backward(const Tensor& grad_out, const Tensor& mask, double scale, const Tensor& grad_in) {
+  DeviceContext& ctx = context_for("dropout_backward", {&grad_in, &grad_out, &mask});
+  const int64_t n = grad_out.numel();
+  if (n == 0) return;
+  LUNA_DISPATCH_FLOAT(grad_out.dtype(), "dropout_backward", [&] {
+    dropout_backward_kernel<scalar_t><<<grid_for(n, ctx), kThreads, 0, ctx.stream>>>(
+        ptr<const scalar_t>(grad_out), ptr<const uint8_t>(mask), scalar_t(scale), ptr<scalar_t>(grad_in), n);
+  });
+  LUNA_CUDA_CHECK_LAUNCH("dropout_backward");
 }
 
 }  // namespace luna::cuda
