@@ -7,9 +7,9 @@
 #include <map>
 #include <set>
 #include <sstream>
-#include <unistd.h>
 
 #include <luna/autograd/grad_mode.h>
+#include <luna/core/atomic_file.h>
 #include <luna/core/generator.h>
 #include <luna/core/safetensors.h>
 #include <luna/nn/init.h>
@@ -315,25 +315,6 @@ SafetensorsFile load_weights_file(const std::string& dir) {
   return load_safetensors(path);
 }
 
-// config.json, written atomically like the safetensors file next to it.
-void write_config(const std::string& dir, const std::string& text) {
-  const std::string path = join_path(dir, "config.json");
-  const std::string temp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    LUNA_CHECK(out.good(), temp, ": cannot open for writing");
-    out << text;
-    out.flush();
-    LUNA_CHECK(out.good(), temp, ": write failed");
-  }
-  std::error_code error;
-  std::filesystem::rename(temp, path, error);
-  if (error) {
-    std::filesystem::remove(temp);
-    LUNA_FAIL(path, ": cannot rename the written config into place (", error.message(), ")");
-  }
-}
-
 void save_directory(const std::string& dir, const BertConfig& config, const std::string& architecture,
                     const nn::NamedTensors& state) {
   std::error_code error;
@@ -341,7 +322,7 @@ void save_directory(const std::string& dir, const BertConfig& config, const std:
   LUNA_CHECK(!error, dir, ": cannot create the checkpoint directory (", error.message(), ")");
   // transformers rejects safetensors files whose metadata lacks format = pt.
   save_safetensors(join_path(dir, "model.safetensors"), state, {{"format", "pt"}});
-  write_config(dir, config.to_json_string({architecture}));
+  write_file_atomically(join_path(dir, "config.json"), config.to_json_string({architecture}));
 }
 
 }  // namespace

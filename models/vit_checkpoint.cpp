@@ -3,11 +3,6 @@
 // config is reported at once, naming the weights file, each tensor and the config file.
 #include <luna/models/vit.h>
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -19,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <luna/autograd/grad_mode.h>
+#include <luna/core/atomic_file.h>
 #include <luna/core/safetensors.h>
 
 namespace luna::models {
@@ -33,45 +29,6 @@ std::string read_text(const std::string& path) {
   text << file.rdbuf();
   LUNA_CHECK(!file.bad(), path, ": reading failed");
   return text.str();
-}
-
-std::string errno_text(int error) { return std::strerror(error); }
-
-// Temp file in the same directory, fsync, rename over `path`, fsync the directory: a crash leaves
-// either the old file or the new one, never a torn one.
-void write_text_atomically(const std::string& path, const std::string& text) {
-  static int counter = 0;
-  const std::string temp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  LUNA_CHECK(fd >= 0, path, ": cannot create the temp file '", temp, "': ", errno_text(errno));
-  size_t written = 0;
-  while (written < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + written, text.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int error = errno;
-      ::close(fd);
-      ::unlink(temp.c_str());
-      LUNA_FAIL(path, ": writing the temp file '", temp, "' failed: ", errno_text(error));
-    }
-    written += size_t(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const int error = errno;
-    ::unlink(temp.c_str());
-    LUNA_FAIL(path, ": flushing the temp file '", temp, "' failed: ", errno_text(error));
-  }
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
-    const int error = errno;
-    ::unlink(temp.c_str());
-    LUNA_FAIL(path, ": cannot rename the temp file '", temp, "' over it: ", errno_text(error));
-  }
-  const std::string directory = fs::path(path).parent_path().empty() ? "." : fs::path(path).parent_path().string();
-  const int dir_fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {
-    ::fsync(dir_fd);  // best effort: some filesystems cannot fsync a directory
-    ::close(dir_fd);
-  }
 }
 
 // A tensor renamed from another layout remembers its original name for errors.
@@ -257,7 +214,7 @@ void ViTForImageClassificationImpl::save_pretrained(const std::string& dir) cons
   // Each file is replaced atomically, the pair is not: after a crash between the two writes the
   // old config.json sits beside the new weights, and from_pretrained names any disagreement.
   save_safetensors((fs::path(dir) / "model.safetensors").string(), state_dict(), {{"format", "pt"}});
-  write_text_atomically((fs::path(dir) / "config.json").string(), config_.to_json_string());
+  write_file_atomically((fs::path(dir) / "config.json").string(), config_.to_json_string());
 }
 
 }  // namespace luna::models

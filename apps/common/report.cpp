@@ -1,17 +1,15 @@
 // Progress bar, metrics.jsonl, curves.svg and atomic file writes for the training apps.
 #include "report.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cmath>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <sstream>
 
+#include <luna/core/atomic_file.h>
 #include <luna/core/error.h>
 
 #include "svg.h"
@@ -134,29 +132,6 @@ std::string render_curves_svg(const std::vector<nlohmann::json>& metrics, const 
   return render_svg(title, {loss, accuracy}, 2);
 }
 
-void write_file_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  LUNA_CHECK(fd >= 0, "cannot write ", tmp, ": ", std::strerror(errno));
-  size_t written = 0;
-  while (written < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + written, text.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const std::string reason = std::strerror(errno);
-      ::close(fd);
-      LUNA_FAIL("cannot write ", tmp, ": ", reason);
-    }
-    written += size_t(n);
-  }
-  // Without the fsync a crash after the rename could leave an empty file under the final name.
-  const bool synced = ::fsync(fd) == 0;
-  const std::string reason = synced ? "" : std::strerror(errno);
-  ::close(fd);
-  LUNA_CHECK(synced, "cannot fsync ", tmp, ": ", reason);
-  std::error_code error;
-  std::filesystem::rename(tmp, path, error);
-  LUNA_CHECK(!error, "cannot rename ", tmp, " to ", path, ": ", error.message());
-}
+void write_file_atomically(const std::string& path, const std::string& text) { luna::write_file_atomically(path, text); }
 
 }  // namespace luna::apps
