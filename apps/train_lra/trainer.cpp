@@ -3,10 +3,8 @@
 #include "trainer.h"
 
 #include <signal.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -28,12 +26,9 @@
 #include <luna/nn/train_state.h>
 #include <luna/ops/nn_functional.h>
 
-#ifdef LUNA_WITH_CUDA
-#include <luna/backends/cuda/cuda.h>
-#endif
-
 #include "kernels.h"
 #include "common/report.h"
+#include "common/run_util.h"
 #include "task_data.h"
 
 namespace fs = std::filesystem;
@@ -52,28 +47,6 @@ constexpr const char* kSummary = "summary.json";
 constexpr const char* kCurves = "curves.svg";
 constexpr const char* kKernels = "kernels.svg";
 
-// Set by SIGINT / SIGTERM; the loop checks it between steps. SA_RESETHAND restores the default
-// action, so a second Ctrl-C kills a run that is stuck in a long step.
-std::atomic<int> g_stop_signal{0};
-extern "C" void on_stop_signal(int signal_number) { g_stop_signal.store(signal_number); }
-
-void install_stop_handlers() {
-  struct sigaction action {};
-  action.sa_handler = on_stop_signal;
-  sigemptyset(&action.sa_mask);
-  action.sa_flags = SA_RESETHAND;
-  sigaction(SIGINT, &action, nullptr);
-  sigaction(SIGTERM, &action, nullptr);
-}
-
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
-
-Device parse_device(const std::string& name) {
-  if (name == "cpu") return Device::cpu();
-  const int index = name.size() > 5 ? std::stoi(name.substr(5)) : 0;  // "cuda" or "cuda:N"
-  return Device::cuda(index);
-}
 
 // What the loop carries across a resume besides the model, optimizer, RNG and data cursor.
 struct Progression {
@@ -186,30 +159,12 @@ void trim_allocator_cache(Device device) {
   if (stats.bytes_cached > std::max<uint64_t>(uint64_t(256) << 20, 2 * stats.peak_bytes_in_use)) empty_cache(device);
 }
 
-// The most resident memory the process has had (the kernel's count, caches and all).
-int64_t peak_rss_bytes() {
-  struct rusage usage {};
-  getrusage(RUSAGE_SELF, &usage);
-  return int64_t(usage.ru_maxrss) * 1024;
-}
-
-std::string percent(double fraction) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.2f%%", 100.0 * fraction);
-  return buffer;
-}
-
 }  // namespace
 
 int run_training(const RunConfig& c) {
   const auto wall_start = Clock::now();
   if (c.threads > 0) set_num_threads(c.threads);
-  const Device device = parse_device(c.device);
-#ifdef LUNA_WITH_CUDA
-  LUNA_CHECK(device.is_cpu() || device.index < cuda::device_count(), "train_lra: --device ", c.device,
-             ": no such CUDA device (", cuda::device_count(), " found", cuda::unavailable_reason().empty() ? "" : ": ",
-             cuda::unavailable_reason(), ")");
-#endif
+  const Device device = parse_device(c.device, "train_lra");
   const fs::path out(c.out_dir);
   const std::string checkpoint_path = (out / kCheckpoint).string();
   std::error_code fs_error;
@@ -324,14 +279,13 @@ int run_training(const RunConfig& c) {
   };
 
   Progress progress(c.steps, use_bar);
-  g_stop_signal.store(0);
   install_stop_handlers();
   const auto loop_start = Clock::now();
   const int64_t first_step = step;
   double window_loss = 0, window_correct = 0, window_seconds = 0;
   int64_t window_steps = 0, window_examples = 0, window_tokens = 0;
   bool stopped_at_request = false;
-  while (step < c.steps && g_stop_signal.load() == 0) {
+  while (step < c.steps && stop_signal() == 0) {
     const auto step_start = Clock::now();
     const data::Batch batch = batcher->next();
     model->train();
@@ -410,10 +364,10 @@ int run_training(const RunConfig& c) {
   }
   progress.finish();
 
-  if (g_stop_signal.load() != 0 && step < c.steps) {
+  if (stop_signal() != 0 && step < c.steps) {
     save_checkpoint();
     write_curves();
-    const int signal_number = g_stop_signal.load();
+    const int signal_number = stop_signal();
     std::printf("interrupted (%s) after step %lld of %lld; checkpoint saved to %s\nresume with the same command plus --resume\n",
                 signal_number == SIGINT ? "SIGINT" : "SIGTERM", (long long)step, (long long)c.steps,
                 checkpoint_path.c_str());
