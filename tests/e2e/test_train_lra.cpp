@@ -6,6 +6,8 @@
 // the environment variable LUNA_TRAIN_LRA.
 #include "test_util.h"
 
+#include "e2e_util.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -32,80 +34,17 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path train_lra_binary() {
-  if (const char* env = std::getenv("LUNA_TRAIN_LRA")) return env;
-  // <build>/tests/test_e2e_train_lra -> <build>/apps/train_lra
-  return fs::canonical("/proc/self/exe").parent_path().parent_path() / "apps" / "train_lra";
-}
-
-// A folder for this process's runs, removed at exit.
-fs::path scratch() {
-  struct Folder {
-    fs::path path = fs::temp_directory_path() / ("luna_e2e_train_lra_" + std::to_string(::getpid()));
-    Folder() {
-      fs::remove_all(path);
-      fs::create_directories(path);
-    }
-    ~Folder() {
-      std::error_code ignored;
-      fs::remove_all(path, ignored);
-    }
-  };
-  static const Folder folder;
-  return folder.path;
-}
-
-struct Child {
-  pid_t pid = -1;
-  fs::path out, err;
-};
+fs::path train_lra_binary() { return e2e::app_binary("train_lra", "LUNA_TRAIN_LRA"); }
+fs::path scratch() { return e2e::scratch("train_lra"); }
+using e2e::Child;
+using e2e::finish;
+using e2e::require_failure;
+using e2e::Result;
+using e2e::slurp;
 
 // Starts train_lra with `args`, stdout and stderr going to files named after `name`.
 Child start(const std::vector<std::string>& args, const std::string& name) {
-  Child child;
-  child.out = scratch() / (name + ".stdout");
-  child.err = scratch() / (name + ".stderr");
-  const std::string binary = train_lra_binary().string();
-  std::vector<std::string> all = {binary};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const std::string out = child.out.string(), err = child.err.string();
-  child.pid = ::fork();
-  REQUIRE(child.pid >= 0);
-  if (child.pid == 0) {
-    const int out_fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int err_fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (out_fd < 0 || err_fd < 0) ::_exit(126);
-    ::dup2(out_fd, 1);
-    ::dup2(err_fd, 2);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  return child;
-}
-
-std::string slurp(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-struct Result {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-Result finish(const Child& child) {
-  int status = 0;
-  REQUIRE(::waitpid(child.pid, &status, 0) == child.pid);
-  Result r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = slurp(child.out);
-  r.err = slurp(child.err);
-  return r;
+  return e2e::start(train_lra_binary(), args, scratch(), name);
 }
 
 Result run(const std::vector<std::string>& args, const std::string& name) { return finish(start(args, name)); }
@@ -144,11 +83,6 @@ std::map<int64_t, double> losses_of(const std::string& out) {
   return losses;
 }
 
-void require_failure(const Result& r, int exit_code, const std::vector<std::string>& fragments) {
-  INFO("stdout: " << r.out << "\nstderr: " << r.err);
-  CHECK(r.exit_code == exit_code);
-  for (const auto& fragment : fragments) CHECK(r.err.find(fragment) != std::string::npos);
-}
 
 }  // namespace
 
