@@ -40,13 +40,18 @@ struct PsiGrads {
   T* fc2_bias;    // (G, L)
 };
 
-// Exact ReLU path: each scalar finds its interval (bucket) among the sorted kinks, then costs one
-// multiply-add. buckets_out (B, H, N, M, L), or null, receives the bucket of every output so the
-// backward can skip the search; it is used only when 2·Hψ + 1 ≤ kMaxStoredBucket + 1.
+// Exact ReLU path (ops/luna_psi_piecewise.cpp): each scalar finds its interval (bucket) among the
+// sorted kinks, then costs one multiply-add. buckets_out (B, H, N, M, L), or null, receives the
+// bucket of every output, or kMaxStoredBucket where ψ's final ReLU is off, so the backward neither
+// searches nor re-evaluates; it is used only when 2·Hψ < kMaxStoredBucket.
 constexpr int64_t kMaxStoredBucket = 255;
 template <class T>
 void psi_forward_piecewise(const T* u, const PsiParams<T>& params, const PsiShape& shape, T scale, T* out,
                            uint8_t* buckets_out = nullptr);
+// The same by the plain loops whatever the ISA: the reference tests compare the vector path with.
+template <class T>
+void psi_forward_piecewise_plain(const T* u, const PsiParams<T>& params, const PsiShape& shape, T scale, T* out,
+                                 uint8_t* buckets_out = nullptr);
 // saved_buckets: the forward's buckets_out, or null to search again.
 template <class T>
 void psi_backward_piecewise(const T* grad_out, const T* u, const uint8_t* saved_buckets, const PsiParams<T>& params,

@@ -1,0 +1,500 @@
+// The exact ReLU path of ψ (spec/LUNA.md §3): per call the kinks of every channel's piecewise-linear
+// s_ℓ(u) are sorted and tabulated, then each scalar finds its bucket and costs one multiply-add;
+// backward sums δ and δu per bucket and turns them into parameter gradients with prefix sums.
+// float32 (training) runs 8-lane AVX2 code that narrows each kink search to a few gathered compares
+// through a uniform grid; float64 (the gradchecks) runs the plain loops. Both give the same bits as
+// each other's algorithm would: the grid only skips compares whose outcome it already knows.
+#include <luna/ops/luna_kernel_common.h>
+#include <luna/ops/luna_kernels.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include <omp.h>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define LUNA_PSI_AVX2 1
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+namespace luna::cpu::luna_kernels {
+namespace {
+using detail::kParallelWork;
+using detail::outer_relu;
+using detail::ThreadPartials;
+
+// Stored instead of a bucket when ψ's final ReLU is off (s ≤ 0 or NaN), so the backward skips the
+// output without recomputing s. Real buckets are ≤ 2·Hψ ≤ 254 whenever buckets are stored.
+constexpr uint8_t kInactiveBucket = 255;
+static_assert(kMaxStoredBucket == kInactiveBucket, "buckets 0..254 stored, 255 marks an inactive output");
+
+// ---------------------------------------------------------------------------------------------
+// Piecewise-linear tables for s_ℓ(u) = e_ℓ + Σ_j g_j relu(a_j u + c_j).
+//
+// The D distinct kinks v_0 < … < v_{D−1} (u = −c_j/a_j for a_j ≠ 0) split the line into 2D+1
+// buckets: bucket 2k is the open interval (v_{k−1}, v_k), bucket 2k+1 the point v_k. At a kink
+// point the unit of that kink is inactive (its pre-activation is 0 and relu'(0) = 0), so tables
+// stay exact on kinks too. Unit j with kink bucket κ_j is active in buckets b > κ_j when a_j > 0
+// and b < κ_j when a_j < 0; units with a_j = 0 add the constant g_j relu(c_j).
+
+template <class T>
+struct PiecewiseTable {
+  std::vector<T> kinks;               // (D) distinct, sorted, rounded to T like the inputs they meet
+  std::vector<T> kinks_and_nan;       // (D + 1) the kinks then a NaN, so kinks_and_nan[k] is valid for
+                                      // every count k ≤ D and equals no input
+  std::vector<int64_t> kink_bucket;   // (Hψ) κ_j, or −1 for a_j = 0
+  std::vector<T> slope, intercept;    // (2D+1) per bucket, intercept including e_ℓ
+};
+
+// Scalars looked up together against one table by the plain path; the count vectorises across them.
+constexpr int kLookupBlock = 16;
+
+// bucket[s] = 2·#{kinks < x[s]} + [x[s] is a kink] for n ≤ kLookupBlock scalars, by a branch-free
+// compare against all D kinks (fixed trip counts over the whole block; inputs past n are copies of
+// x[0]). NaN counts 0 kinks and stays NaN through the table.
+template <class T>
+inline void buckets_of_block(const PiecewiseTable<T>& table, const T* x, int n, int32_t* bucket) {
+  T values[kLookupBlock];
+  int32_t below[kLookupBlock] = {};
+  for (int s = 0; s < kLookupBlock; ++s) values[s] = x[s < n ? s : 0];
+  for (const T kink : table.kinks)
+    for (int s = 0; s < kLookupBlock; ++s) below[s] += kink < values[s] ? 1 : 0;
+  const T* kinks = table.kinks_and_nan.data();
+  for (int s = 0; s < kLookupBlock; ++s) bucket[s] = 2 * below[s] + (kinks[below[s]] == values[s] ? 1 : 0);
+}
+
+inline bool unit_active(double a, int64_t kink_bucket, int64_t bucket) {
+  return a > 0 ? bucket > kink_bucket : bucket < kink_bucket;
+}
+
+// The kink of a unit in T, so lookups compare like with like.
+template <class T>
+inline T kink_of(T a, T c) { return T(-double(c) / double(a)); }
+
+// One table per (group, channel), (G·L) in all.
+template <class T>
+std::vector<PiecewiseTable<T>> build_piecewise_tables(const PsiParams<T>& params, const PsiShape& shape) {
+  const int64_t hidden = shape.hidden;
+  std::vector<PiecewiseTable<T>> tables(shape.groups() * shape.channels);
+  for (int64_t table_index = 0; table_index < int64_t(tables.size()); ++table_index) {
+    PiecewiseTable<T>& table = tables[table_index];
+    const T* a = params.fc1_weight + table_index * hidden;
+    const T* c = params.fc1_bias + table_index * hidden;
+    const T* g = params.fc2_weight + table_index * hidden;
+    for (int64_t j = 0; j < hidden; ++j)
+      if (a[j] != T(0)) table.kinks.push_back(kink_of(a[j], c[j]));
+    std::sort(table.kinks.begin(), table.kinks.end());
+    table.kinks.erase(std::unique(table.kinks.begin(), table.kinks.end()), table.kinks.end());
+    table.kinks_and_nan = table.kinks;
+    table.kinks_and_nan.push_back(std::numeric_limits<T>::quiet_NaN());
+
+    double constant = double(params.fc2_bias[table_index]);
+    table.kink_bucket.assign(hidden, -1);
+    for (int64_t j = 0; j < hidden; ++j) {
+      if (a[j] == T(0)) {
+        constant += double(g[j]) * std::max(double(c[j]), 0.0);
+        continue;
+      }
+      const T kink = kink_of(a[j], c[j]);
+      const int64_t k = std::lower_bound(table.kinks.begin(), table.kinks.end(), kink) - table.kinks.begin();
+      table.kink_bucket[j] = 2 * k + 1;
+    }
+    // Summed per bucket from scratch (O(buckets·Hψ), tiny) so no rounding accumulates across buckets.
+    const int64_t buckets = 2 * int64_t(table.kinks.size()) + 1;
+    table.slope.resize(buckets);
+    table.intercept.resize(buckets);
+    for (int64_t b = 0; b < buckets; ++b) {
+      double slope = 0, intercept = constant;
+      for (int64_t j = 0; j < hidden; ++j) {
+        if (table.kink_bucket[j] < 0 || !unit_active(a[j], table.kink_bucket[j], b)) continue;
+        slope += double(g[j]) * double(a[j]);
+        intercept += double(g[j]) * double(c[j]);
+      }
+      table.slope[b] = T(slope);
+      table.intercept[b] = T(intercept);
+    }
+  }
+  return tables;
+}
+
+// ψ of one scalar from its bucket: scale · relu(slope·x + intercept), the multiply-add fused (one
+// rounding) on every path so the float32 vector code and this give the same bits.
+template <class T>
+inline T table_value(const PiecewiseTable<T>& table, int32_t bucket, T x) {
+  return std::fma(table.slope[bucket], x, table.intercept[bucket]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The plain loops (float64, and float32 where AVX2 is missing).
+
+template <class T>
+void forward_plain(const std::vector<PiecewiseTable<T>>& tables, const T* u, const PsiShape& shape, T scale, T* out,
+                   uint8_t* buckets_out) {
+  const int64_t M = shape.projections, L = shape.channels;
+#pragma omp parallel for schedule(static) if (shape.rows * M * L > kParallelWork)
+  for (int64_t row = 0; row < shape.rows; ++row) {
+    const PiecewiseTable<T>* group_tables = tables.data() + shape.group_of_row(row) * L;
+    const T* u_row = u + row * M;    // (M)
+    T* out_row = out + row * M * L;  // (M, L)
+    int32_t bucket[kLookupBlock];
+    for (int64_t l = 0; l < L; ++l) {
+      const PiecewiseTable<T>& table = group_tables[l];
+      for (int64_t start = 0; start < M; start += kLookupBlock) {
+        const int n = int(std::min<int64_t>(kLookupBlock, M - start));
+        buckets_of_block(table, u_row + start, n, bucket);
+        for (int s = 0; s < n; ++s) {
+          const T sum = table_value(table, bucket[s], u_row[start + s]);
+          const int64_t flat = (start + s) * L + l;
+          out_row[flat] = scale * outer_relu(sum);
+          if (buckets_out != nullptr) buckets_out[row * M * L + flat] = sum > T(0) ? uint8_t(bucket[s]) : kInactiveBucket;
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// float32 on AVX2.
+//
+// Bucket search through a uniform grid. cell(x) = trunc(min(max((x − lo)·inv_width, 0), last)) is
+// non-decreasing in x (each step is monotone; NaN lands in cell 0), and the kinks' own cells are
+// computed by the very same instructions. So a kink in an earlier cell than x's is < x, one in a
+// later cell is > x, and with first[c] = #{kinks in cells < c}:
+//   #{kinks < x} = first[cell(x)] + #{p < probes : kinks[first[cell(x)] + p] < x}
+// where probes is the most kinks any one cell holds (the probes past x's own cell meet larger
+// kinks, and the NaN padding compares false). The bucket 2·#{kinks < x} + [x is a kink] is then
+// the sum over the probes of [kink < x] + [kink ≤ x] (kinks are distinct, so at most one equals x).
+// The grid's range is the kinks with the q most extreme on each side left out (they sit in the end
+// cells), q chosen per table to make probes smallest: kinks −c/a of uniform a, c have heavy tails.
+
+#if defined(LUNA_PSI_AVX2)
+
+struct PsiGrid {
+  float lo = 0, inv_width = 0, last_cell = 0;
+  int probes = 0;
+  std::vector<int32_t> first;       // (cells)
+  std::vector<float> kinks_padded;  // (D + probes) the sorted kinks, then NaN
+};
+
+inline __m256i cell8(__m256 x, const PsiGrid& grid) {
+  __m256 t = _mm256_mul_ps(_mm256_sub_ps(x, _mm256_set1_ps(grid.lo)), _mm256_set1_ps(grid.inv_width));
+  t = _mm256_max_ps(t, _mm256_setzero_ps());  // maxps returns its second operand for NaN: cell 0
+  t = _mm256_min_ps(t, _mm256_set1_ps(grid.last_cell));
+  return _mm256_cvttps_epi32(t);
+}
+
+// The cells of `values` (any count) by cell8, so kinks and inputs share every rounding.
+std::vector<int32_t> cells_of(const std::vector<float>& values, const PsiGrid& grid) {
+  std::vector<int32_t> cells(values.size());
+  for (size_t start = 0; start < values.size(); start += 8) {
+    alignas(32) float block[8];
+    alignas(32) int32_t cell[8];
+    for (size_t s = 0; s < 8; ++s) block[s] = values[std::min(start + s, values.size() - 1)];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(cell), cell8(_mm256_load_ps(block), grid));
+    for (size_t s = 0; s < 8 && start + s < values.size(); ++s) cells[start + s] = cell[s];
+  }
+  return cells;
+}
+
+PsiGrid build_grid(const std::vector<float>& kinks) {
+  const int64_t D = int64_t(kinks.size());
+  const int64_t cells = std::clamp<int64_t>(int64_t(std::bit_ceil(uint64_t(8 * std::max<int64_t>(D, 1)))), 16, 1024);
+  PsiGrid best;
+  best.probes = std::numeric_limits<int>::max();
+  for (int64_t q : {0, 1, 2, 3, 4, 6, 8, 12, 16}) {
+    if (q > 0 && 2 * q + 2 > D) break;
+    PsiGrid grid;
+    if (D >= 2) {
+      const double lo = kinks[size_t(q)], hi = kinks[size_t(D - 1 - q)];
+      grid.lo = float(lo);
+      grid.inv_width = hi > lo ? float(double(cells) / (hi - lo)) : 0.0f;
+      if (!std::isfinite(grid.inv_width)) grid.inv_width = 0.0f;
+    }
+    grid.last_cell = float(cells - 1);
+    std::vector<int32_t> count(size_t(cells), 0);
+    for (int32_t c : cells_of(kinks, grid)) ++count[size_t(c)];
+    grid.probes = *std::max_element(count.begin(), count.end());
+    if (grid.probes >= best.probes) continue;
+    grid.first.assign(size_t(cells), 0);
+    for (int64_t c = 1; c < cells; ++c) grid.first[size_t(c)] = grid.first[size_t(c - 1)] + count[size_t(c - 1)];
+    best = std::move(grid);
+    if (best.probes <= 1) break;
+  }
+  best.kinks_padded = kinks;
+  best.kinks_padded.resize(size_t(D + best.probes), std::numeric_limits<float>::quiet_NaN());
+  return best;
+}
+
+// Buckets of 8 scalars (int32 lanes), exactly as buckets_of_block would give them.
+inline __m256i buckets8(__m256 x, const PsiGrid& grid) {
+  const __m256i first = _mm256_i32gather_epi32(grid.first.data(), cell8(x, grid), 4);
+  __m256i bucket = _mm256_add_epi32(first, first);
+  for (int p = 0; p < grid.probes; ++p) {
+    const __m256 kink = _mm256_i32gather_ps(grid.kinks_padded.data(), _mm256_add_epi32(first, _mm256_set1_epi32(p)), 4);
+    // A true compare is all ones (−1): subtracting counts it.
+    bucket = _mm256_sub_epi32(bucket, _mm256_castps_si256(_mm256_cmp_ps(kink, x, _CMP_LT_OQ)));
+    bucket = _mm256_sub_epi32(bucket, _mm256_castps_si256(_mm256_cmp_ps(kink, x, _CMP_LE_OQ)));
+  }
+  return bucket;
+}
+
+// ψ of 8 scalars of one table: the scaled output, and the stored bucket (kInactiveBucket where
+// the final ReLU is off). relu as max(0, s) keeps NaN (maxps returns its second operand) and −0.
+struct Psi8 {
+  __m256 value;
+  __m256i stored_bucket;
+};
+inline Psi8 psi8(__m256 x, const PsiGrid& grid, const PiecewiseTable<float>& table, __m256 scale) {
+  const __m256i bucket = buckets8(x, grid);
+  const __m256 slope = _mm256_i32gather_ps(table.slope.data(), bucket, 4);
+  const __m256 intercept = _mm256_i32gather_ps(table.intercept.data(), bucket, 4);
+  const __m256 sum = _mm256_fmadd_ps(slope, x, intercept);
+  const __m256 active = _mm256_cmp_ps(sum, _mm256_setzero_ps(), _CMP_GT_OQ);
+  const __m256i stored = _mm256_blendv_epi8(_mm256_set1_epi32(kInactiveBucket), bucket, _mm256_castps_si256(active));
+  return {_mm256_mul_ps(scale, _mm256_max_ps(_mm256_setzero_ps(), sum)), stored};
+}
+
+// Four channel vectors whose lanes hold scalars (0, 2, 4, 6 | 1, 3, 5, 7) to (scalar, channel)
+// order: out[v] = scalars 2v and 2v+1, four channels each. The lane order on input turns the usual
+// 4x8 transpose into in-lane shuffles only.
+inline void interleave4(const __m256 c[4], __m256 out[4]) {
+  const __m256 a = _mm256_unpacklo_ps(c[0], c[1]), b = _mm256_unpackhi_ps(c[0], c[1]);
+  const __m256 d = _mm256_unpacklo_ps(c[2], c[3]), e = _mm256_unpackhi_ps(c[2], c[3]);
+  out[0] = _mm256_shuffle_ps(a, d, 0x44);
+  out[1] = _mm256_shuffle_ps(a, d, 0xEE);
+  out[2] = _mm256_shuffle_ps(b, e, 0x44);
+  out[3] = _mm256_shuffle_ps(b, e, 0xEE);
+}
+
+// 32 int32 lanes in element order (values 0..255) to 32 bytes.
+inline __m256i pack_bytes(const __m256i v[4]) {
+  const __m256i words = _mm256_packs_epi32(v[0], v[1]), words2 = _mm256_packs_epi32(v[2], v[3]);
+  const __m256i bytes = _mm256_packus_epi16(words, words2);  // per 128-bit half: dwords 0, 2, 4, 6 | 1, 3, 5, 7
+  return _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+void forward_avx2(const std::vector<PiecewiseTable<float>>& tables, const float* u, const PsiShape& shape,
+                  float scale, float* out, uint8_t* buckets_out) {
+  const int64_t M = shape.projections, L = shape.channels;
+  std::vector<PsiGrid> grids;
+  for (const PiecewiseTable<float>& table : tables) grids.push_back(build_grid(table.kinks));
+  const __m256 scale8 = _mm256_set1_ps(scale);
+  const __m256i scalar_order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+#pragma omp parallel for schedule(static) if (shape.rows * M * L > kParallelWork)
+  for (int64_t row = 0; row < shape.rows; ++row) {
+    const int64_t group = shape.group_of_row(row);
+    const float* u_row = u + row * M;    // (M)
+    float* out_row = out + row * M * L;  // (M, L)
+    uint8_t* bucket_row = buckets_out != nullptr ? buckets_out + row * M * L : nullptr;
+    int64_t start = 0;
+    if (L == 4) {  // the default: 8 scalars × 4 channels = 32 contiguous outputs per step
+      for (; start + 8 <= M; start += 8) {
+        const __m256 x = _mm256_permutevar8x32_ps(_mm256_loadu_ps(u_row + start), scalar_order);
+        __m256 values[4], ordered[4];
+        __m256i stored[4], ordered_buckets[4];
+        for (int l = 0; l < 4; ++l) {
+          const Psi8 psi = psi8(x, grids[size_t(group * 4 + l)], tables[size_t(group * 4 + l)], scale8);
+          values[l] = psi.value;
+          stored[l] = psi.stored_bucket;
+        }
+        interleave4(values, ordered);
+        for (int v = 0; v < 4; ++v) _mm256_storeu_ps(out_row + start * 4 + 8 * v, ordered[v]);
+        if (bucket_row != nullptr) {
+          __m256 as_float[4], ordered_float[4];
+          for (int l = 0; l < 4; ++l) as_float[l] = _mm256_castsi256_ps(stored[l]);
+          interleave4(as_float, ordered_float);
+          for (int v = 0; v < 4; ++v) ordered_buckets[v] = _mm256_castps_si256(ordered_float[v]);
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(bucket_row + start * 4), pack_bytes(ordered_buckets));
+        }
+      }
+    }
+    // Any other channel count, and the last M % 8 scalars: lanes through memory. Lanes past the
+    // row's end repeat its last scalar and are not stored.
+    for (; start < M; start += 8) {
+      const int n = int(std::min<int64_t>(8, M - start));
+      alignas(32) float x_lanes[8], value_lanes[8];
+      alignas(32) int32_t bucket_lanes[8];
+      for (int s = 0; s < 8; ++s) x_lanes[s] = u_row[start + std::min(s, n - 1)];
+      const __m256 x = _mm256_load_ps(x_lanes);
+      for (int64_t l = 0; l < L; ++l) {
+        const Psi8 psi = psi8(x, grids[size_t(group * L + l)], tables[size_t(group * L + l)], scale8);
+        _mm256_store_ps(value_lanes, psi.value);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(bucket_lanes), psi.stored_bucket);
+        for (int s = 0; s < n; ++s) {
+          out_row[(start + s) * L + l] = value_lanes[s];
+          if (bucket_row != nullptr) bucket_row[(start + s) * L + l] = uint8_t(bucket_lanes[s]);
+        }
+      }
+    }
+  }
+}
+
+#endif  // LUNA_PSI_AVX2
+
+// ---------------------------------------------------------------------------------------------
+// Backward.
+
+// Per-bucket sums of one row: P0 += δ and P1 += δ·u over its active outputs, and grad_u = Σ_ℓ δ·slope,
+// with δ the upstream gradient times the scale. Walked scalar by scalar, channels inner: each
+// bucket's sums then accumulate in (row, scalar) order whatever the loop nest, and grad_u in channel
+// order, the multiply-adds fused.
+template <class T>
+inline void accumulate_row(const PiecewiseTable<T>* row_tables, const T* u_row, const T* grad_row,
+                           const uint8_t* bucket_row, int64_t M, int64_t L, int64_t max_buckets, T scale,
+                           double* P0_group, double* P1_group, T* grad_u_row) {
+  for (int64_t i = 0; i < M; ++i) {
+    const T x = u_row[i];
+    T grad_x = 0;
+    for (int64_t l = 0; l < L; ++l) {
+      const uint8_t b = bucket_row[i * L + l];
+      if (b == kInactiveBucket) continue;
+      const T delta = grad_row[i * L + l] * scale;
+      grad_x = std::fma(delta, row_tables[l].slope[b], grad_x);
+      P0_group[l * max_buckets + b] += double(delta);
+      P1_group[l * max_buckets + b] = std::fma(double(delta), double(x), P1_group[l * max_buckets + b]);
+    }
+    grad_u_row[i] = grad_x;
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Entry points (ops/luna_kernels.h)
+
+template <class T>
+void psi_forward_piecewise(const T* u, const PsiParams<T>& params, const PsiShape& shape, T scale, T* out,
+                           uint8_t* buckets_out) {
+  const std::vector<PiecewiseTable<T>> tables = build_piecewise_tables(params, shape);
+#if defined(LUNA_PSI_AVX2)
+  if constexpr (std::is_same_v<T, float>) return forward_avx2(tables, u, shape, scale, out, buckets_out);
+#endif
+  forward_plain(tables, u, shape, scale, out, buckets_out);
+}
+
+template <class T>
+void psi_forward_piecewise_plain(const T* u, const PsiParams<T>& params, const PsiShape& shape, T scale, T* out,
+                                 uint8_t* buckets_out) {
+  forward_plain(build_piecewise_tables(params, shape), u, shape, scale, out, buckets_out);
+}
+
+template <class T>
+void psi_backward_piecewise(const T* grad_out, const T* u, const uint8_t* saved_buckets, const PsiParams<T>& params,
+                            const PsiShape& shape, T scale, T* grad_u, const PsiGrads<T>& grads) {
+  const std::vector<PiecewiseTable<T>> tables = build_piecewise_tables(params, shape);
+  const int64_t M = shape.projections, L = shape.channels, hidden = shape.hidden, G = shape.groups();
+  const int64_t max_buckets = 2 * hidden + 1;
+  // Per thread and (group, channel, bucket): P0 = Σδ and P1 = Σδu, δ the gated upstream gradient.
+  const int64_t sums = G * L * max_buckets;
+  const bool parallel = shape.rows * M * L > kParallelWork;
+  const int threads = parallel ? omp_get_max_threads() : 1;
+  ThreadPartials partials(2 * sums, threads);
+#pragma omp parallel num_threads(threads) if (parallel)
+  {
+    double* P0 = partials.slot(omp_get_thread_num());  // (G, L, max_buckets)
+    double* P1 = P0 + sums;                            // (G, L, max_buckets)
+    std::vector<uint8_t> searched;                     // (M, L) when no buckets were saved
+    if (saved_buckets == nullptr) searched.resize(size_t(M * L));
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < shape.rows; ++row) {
+      const int64_t group = shape.group_of_row(row);
+      const T* u_row = u + row * M;                // (M)
+      const T* grad_row = grad_out + row * M * L;  // (M, L)
+      if (saved_buckets != nullptr) {
+        accumulate_row(tables.data() + group * L, u_row, grad_row, saved_buckets + row * M * L, M, L, max_buckets,
+                       scale, P0 + group * L * max_buckets, P1 + group * L * max_buckets, grad_u + row * M);
+        continue;
+      }
+      // Hψ > 127: buckets do not fit a byte, so each active output searches again.
+      T* grad_u_row = grad_u + row * M;
+      int32_t bucket[kLookupBlock];
+      std::fill(grad_u_row, grad_u_row + M, T(0));
+      for (int64_t start = 0; start < M; start += kLookupBlock) {
+        const int n = int(std::min<int64_t>(kLookupBlock, M - start));
+        for (int64_t l = 0; l < L; ++l) {
+          const PiecewiseTable<T>& table = tables[size_t(group * L + l)];
+          buckets_of_block(table, u_row + start, n, bucket);
+          double* P0_table = P0 + (group * L + l) * max_buckets;
+          double* P1_table = P1 + (group * L + l) * max_buckets;
+          for (int s = 0; s < n; ++s) {
+            const T x = u_row[start + s];
+            const int32_t b = bucket[s];
+            if (!(table_value(table, b, x) > T(0))) continue;  // the final ReLU is off
+            const T delta = grad_row[(start + s) * L + l] * scale;
+            grad_u_row[start + s] = std::fma(delta, table.slope[b], grad_u_row[start + s]);
+            P0_table[b] += double(delta);
+            P1_table[b] = std::fma(double(delta), double(x), P1_table[b]);
+          }
+        }
+      }
+    }
+  }
+  const double* P0 = partials.reduce(threads);
+  const double* P1 = P0 + sums;
+
+  std::vector<double> prefix0, prefix1, suffix0, suffix1;  // (buckets + 1): sums over b < k, and b ≥ k
+  for (int64_t table_index = 0; table_index < G * L; ++table_index) {
+    const PiecewiseTable<T>& table = tables[table_index];
+    const int64_t buckets = int64_t(table.slope.size());
+    const double* p0 = P0 + table_index * max_buckets;
+    const double* p1 = P1 + table_index * max_buckets;
+    prefix0.assign(buckets + 1, 0.0);
+    prefix1.assign(buckets + 1, 0.0);
+    suffix0.assign(buckets + 1, 0.0);
+    suffix1.assign(buckets + 1, 0.0);
+    for (int64_t b = 0; b < buckets; ++b) {
+      prefix0[b + 1] = prefix0[b] + p0[b];
+      prefix1[b + 1] = prefix1[b] + p1[b];
+    }
+    for (int64_t b = buckets - 1; b >= 0; --b) {
+      suffix0[b] = suffix0[b + 1] + p0[b];
+      suffix1[b] = suffix1[b + 1] + p1[b];
+    }
+    const double total0 = suffix0[0], total1 = suffix1[0];
+    const int64_t offset = table_index * hidden;
+    for (int64_t j = 0; j < hidden; ++j) {
+      const double a = params.fc1_weight[offset + j], c = params.fc1_bias[offset + j];
+      const double g = params.fc2_weight[offset + j];
+      const int64_t kink = table.kink_bucket[j];
+      double sum0, sum1;  // P0, P1 over the scalars where unit j is active
+      if (kink < 0) {
+        const bool active = c > 0;  // a = 0: the unit is the constant relu(c)
+        sum0 = active ? total0 : 0.0;
+        sum1 = active ? total1 : 0.0;
+      } else if (a > 0) {
+        sum0 = suffix0[kink + 1];
+        sum1 = suffix1[kink + 1];
+      } else {
+        sum0 = prefix0[kink];
+        sum1 = prefix1[kink];
+      }
+      grads.fc2_weight[offset + j] = T(a * sum1 + c * sum0);
+      grads.fc1_weight[offset + j] = T(g * sum1);
+      grads.fc1_bias[offset + j] = T(g * sum0);
+    }
+    grads.fc2_bias[table_index] = T(total0);
+  }
+}
+
+template void psi_forward_piecewise<float>(const float*, const PsiParams<float>&, const PsiShape&, float, float*,
+                                           uint8_t*);
+template void psi_forward_piecewise<double>(const double*, const PsiParams<double>&, const PsiShape&, double, double*,
+                                            uint8_t*);
+template void psi_forward_piecewise_plain<float>(const float*, const PsiParams<float>&, const PsiShape&, float,
+                                                 float*, uint8_t*);
+template void psi_forward_piecewise_plain<double>(const double*, const PsiParams<double>&, const PsiShape&, double,
+                                                  double*, uint8_t*);
+template void psi_backward_piecewise<float>(const float*, const float*, const uint8_t*, const PsiParams<float>&,
+                                            const PsiShape&, float, float*, const PsiGrads<float>&);
+template void psi_backward_piecewise<double>(const double*, const double*, const uint8_t*, const PsiParams<double>&,
+                                             const PsiShape&, double, double*, const PsiGrads<double>&);
+
+}  // namespace luna::cpu::luna_kernels

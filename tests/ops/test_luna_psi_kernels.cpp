@@ -1,0 +1,157 @@
+// The exact ReLU ψ kernels (ops/luna_psi_piecewise.cpp) called directly: the float32 vector path
+// (grid-narrowed kink search, 8 lanes, interleaved stores) against the plain loops bit for bit,
+// outputs and stored buckets, over odd sizes (tails of M, every channel count, per-head groups),
+// awkward inputs (exact kinks, ±0, ±inf, NaN, huge and denormal values) and awkward kink sets (none,
+// one, duplicates, clusters, heavy tails); and the backward from saved buckets against the backward
+// that searches again, also bit for bit.
+#include "test_util.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+
+#include <luna/ops/luna_kernels.h>
+
+using namespace luna::cpu::luna_kernels;
+
+namespace {
+
+enum class KinkSet { Uniform, NoKinks, OneKink, Duplicates, Cluster, HeavyTails };
+
+struct PsiCase {
+  int64_t rows, M, L, hidden, heads;
+  bool per_head;
+  KinkSet kinks;
+};
+
+struct PsiData {
+  PsiShape shape;
+  std::vector<float> a, c, g, e, u;
+  PsiParams<float> params() const { return {a.data(), c.data(), g.data(), e.data()}; }
+};
+
+PsiData make_case(const PsiCase& k, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::normal_distribution<float> normal(0.0f, 1.5f);
+  PsiData d;
+  d.shape.rows = k.rows;
+  d.shape.heads = k.heads;
+  d.shape.tokens = k.rows / k.heads;
+  d.shape.projections = k.M;
+  d.shape.channels = k.L;
+  d.shape.hidden = k.hidden;
+  d.shape.per_head = k.per_head;
+  const int64_t tables = d.shape.groups() * k.L, units = tables * k.hidden;
+  d.a.resize(size_t(units));
+  d.c.resize(size_t(units));
+  d.g.resize(size_t(units));
+  d.e.resize(size_t(tables));
+  for (int64_t j = 0; j < units; ++j) {
+    float a = uniform(rng), c = uniform(rng);
+    switch (k.kinks) {
+      case KinkSet::Uniform: break;
+      case KinkSet::NoKinks: a = 0.0f; break;
+      case KinkSet::OneKink: if (j % k.hidden != 0) a = 0.0f; break;
+      case KinkSet::Duplicates: a = (j % 3 == 0) ? 0.5f : -0.25f, c = (j % 2 == 0) ? 0.125f : -0.5f; break;
+      case KinkSet::Cluster: c = 1e-6f * uniform(rng); break;                 // kinks within ~1e-6 of 0
+      case KinkSet::HeavyTails: a = a * a * a * 1e-3f; break;                  // kinks up to ~1e3 and beyond
+    }
+    if (j % 11 == 5) a = 0.0f;  // constant units in every set
+    d.a[size_t(j)] = a;
+    d.c[size_t(j)] = c;
+    d.g[size_t(j)] = uniform(rng) / 4.0f;
+  }
+  for (auto& v : d.e) v = uniform(rng) / 4.0f;
+  // Inputs: mostly normal, some exactly on a kink of some channel, and the special values.
+  d.u.resize(size_t(k.rows * k.M));
+  const float specials[] = {0.0f, -0.0f, std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                            std::numeric_limits<float>::quiet_NaN(), 1e30f, -1e30f, 1e-40f, -1e-40f};
+  for (size_t i = 0; i < d.u.size(); ++i) {
+    const uint32_t pick = rng() % 16;
+    if (pick == 0) {
+      d.u[i] = specials[rng() % std::size(specials)];
+    } else if (pick <= 3) {
+      const size_t j = rng() % size_t(units);
+      d.u[i] = d.a[j] != 0.0f ? float(-double(d.c[j]) / double(d.a[j])) : normal(rng);  // the kernel's own kink
+    } else {
+      d.u[i] = normal(rng);
+    }
+  }
+  return d;
+}
+
+std::vector<uint32_t> bits(const std::vector<float>& v) {
+  std::vector<uint32_t> out(v.size());
+  std::memcpy(out.data(), v.data(), v.size() * sizeof(float));
+  return out;
+}
+
+std::vector<PsiCase> cases() {
+  std::vector<PsiCase> out;
+  for (int64_t M : {1, 3, 7, 8, 9, 16, 17, 32, 33})
+    for (int64_t L : {1, 3, 4, 5}) out.push_back({6, M, L, 64, 2, L == 3, KinkSet::Uniform});
+  for (KinkSet kinks : {KinkSet::NoKinks, KinkSet::OneKink, KinkSet::Duplicates, KinkSet::Cluster, KinkSet::HeavyTails})
+    for (int64_t L : {1, 4}) out.push_back({40, 32, L, 64, 2, false, kinks});
+  out.push_back({40, 32, 4, 64, 2, true, KinkSet::Uniform});
+  out.push_back({40, 24, 4, 5, 2, false, KinkSet::Uniform});
+  out.push_back({40, 32, 4, 127, 2, false, KinkSet::HeavyTails});  // the most units whose buckets fit a byte
+  out.push_back({3000, 32, 4, 64, 2, false, KinkSet::Uniform});    // enough work for several threads
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("vector ψ equals the plain loops bit for bit, outputs and buckets", "[luna][psi]") {
+  uint32_t seed = 1;
+  for (const PsiCase& k : cases()) {
+    const PsiData d = make_case(k, seed++);
+    const size_t outputs = size_t(k.rows * k.M * k.L);
+    std::vector<float> fast(outputs), plain(outputs);
+    std::vector<uint8_t> fast_buckets(outputs), plain_buckets(outputs);
+    psi_forward_piecewise<float>(d.u.data(), d.params(), d.shape, 0.25f, fast.data(), fast_buckets.data());
+    psi_forward_piecewise_plain<float>(d.u.data(), d.params(), d.shape, 0.25f, plain.data(), plain_buckets.data());
+    INFO("rows " << k.rows << " M " << k.M << " L " << k.L << " hidden " << k.hidden << " per_head " << k.per_head
+                 << " kink set " << int(k.kinks));
+    REQUIRE(bits(fast) == bits(plain));
+    REQUIRE(fast_buckets == plain_buckets);
+    // Without a bucket buffer the outputs are the same.
+    std::vector<float> unbucketed(outputs);
+    psi_forward_piecewise<float>(d.u.data(), d.params(), d.shape, 0.25f, unbucketed.data(), nullptr);
+    REQUIRE(bits(unbucketed) == bits(plain));
+  }
+}
+
+TEST_CASE("ψ backward from saved buckets equals the backward that searches again", "[luna][psi]") {
+  uint32_t seed = 100;
+  for (const PsiCase& k : cases()) {
+    PsiData d = make_case(k, seed++);
+    for (float& x : d.u)
+      if (!std::isfinite(x)) x = 0.5f;  // keep the gradients finite so they can be compared
+    const size_t outputs = size_t(k.rows * k.M * k.L), tables = size_t(d.shape.groups() * k.L);
+    std::vector<float> out(outputs), grad(outputs);
+    std::vector<uint8_t> buckets(outputs);
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (float& v : grad) v = normal(rng);
+    psi_forward_piecewise<float>(d.u.data(), d.params(), d.shape, 0.25f, out.data(), buckets.data());
+    struct Result {
+      std::vector<float> grad_u, a, c, g, e;
+    };
+    auto run = [&](const uint8_t* saved) {
+      Result r{std::vector<float>(size_t(k.rows * k.M)), std::vector<float>(d.a.size()),
+               std::vector<float>(d.c.size()), std::vector<float>(d.g.size()), std::vector<float>(tables)};
+      psi_backward_piecewise<float>(grad.data(), d.u.data(), saved, d.params(), d.shape, 0.25f, r.grad_u.data(),
+                                    {r.a.data(), r.c.data(), r.g.data(), r.e.data()});
+      return r;
+    };
+    const Result saved = run(buckets.data()), searched = run(nullptr);
+    INFO("rows " << k.rows << " M " << k.M << " L " << k.L << " hidden " << k.hidden << " kink set " << int(k.kinks));
+    REQUIRE(bits(saved.grad_u) == bits(searched.grad_u));
+    REQUIRE(bits(saved.a) == bits(searched.a));
+    REQUIRE(bits(saved.c) == bits(searched.c));
+    REQUIRE(bits(saved.g) == bits(searched.g));
+    REQUIRE(bits(saved.e) == bits(searched.e));
+  }
+}
