@@ -95,7 +95,13 @@ void reduce_typed(ReduceOp op, const Tensor& in, const Tensor& out, uint32_t mas
           int64_t roff = 0;
           for (int d = 0; d < red_sizes.size(); ++d) roff += idx[d] * red_strides[d];
           const T* row = reinterpret_cast<const T*>(base + (offset + roff) * elem);
-          for (int64_t c = c0; c < c1; ++c) acc[size_t(c - c0)] = r.combine(acc[size_t(c - c0)], row[c]);
+          if (op == ReduceOp::Sum) {  // bias gradients: a loop that vectorizes, each column still in row order
+            acc_t<T>* sums = acc.data();
+            const T* values = row + c0;
+            for (int64_t c = 0; c < c1 - c0; ++c) sums[c] += acc_t<T>(values[c]);
+          } else {
+            for (int64_t c = c0; c < c1; ++c) acc[size_t(c - c0)] = r.combine(acc[size_t(c - c0)], row[c]);
+          }
           for (int d = red_sizes.size() - 1; d >= 0; --d) {
             if (++idx[d] < red_sizes[d]) break;
             idx[d] = 0;

@@ -268,6 +268,18 @@ TEST_CASE("large reductions take the threaded and row-accumulating paths", "[red
     require_close(values(v), per_group(group_by(xt, {0}, false), ref_max), 0, 0);
     REQUIRE(i.sizes() == Dims{500});
   }
+  // A bias gradient's shape, (rows, cols) summed over rows, large enough to split the columns over
+  // threads (an odd count, so the chunks are uneven): each column sums in row order in double, so
+  // the result is that sum rounded once, for every column and chunk.
+  {
+    const Tensor g = random_tensor({70001, 37}, 34, -1, 1, kFloat32);
+    const std::vector<double> xs = values(g);
+    std::vector<double> want(37, 0.0);
+    for (int64_t r = 0; r < 70001; ++r)
+      for (int64_t c = 0; c < 37; ++c) want[size_t(c)] += double(float(xs[size_t(r * 37 + c)]));
+    for (double& w : want) w = double(float(w));
+    require_close(values(g.sum({0})), want, 0, 0);
+  }
   // float32 sums accumulate in double: a float accumulator stalls at 2^24 (2^24 + 1 rounds back
   // down). The exact total 2^24 + 69998 is even, so representable in float32.
   Tensor ones_then = ones({69999});
