@@ -15,6 +15,16 @@
   make_vit_fixture.py --b16 DIR    the ViT-B/16 shape (224, patch 16, 12 layers, width 768, 12 heads,
                         MLP 3072, 1000 labels) into DIR/model/ and DIR/reference.safetensors; the
                         test runs this at test time into the build tree (350 MB, never committed).
+  make_vit_fixture.py hf-logits --model DIR --images FILE --out FILE
+                        reads a checkpoint folder (e.g. one luna saved: config.json,
+                        model.safetensors, preprocessor_config.json) with transformers'
+                        AutoImageProcessor and ViTForImageClassification (strict: a missing or
+                        unexpected tensor is an error), runs the uint8 images (B, C, H, W) under
+                        "images" in FILE through both (the model in float64) and writes
+                        "pixel_values" and "logits" to --out, with the processor's class and the
+                        model's id2label in its metadata. The images must already be of the
+                        processor's size, so its resize has nothing to do. Needs transformers
+                        with Pillow or torchvision (AutoImageProcessor's PIL or torchvision backend).
 
 Parameters are redrawn at unit scale (LayerNorm weights 1 + 0.2·N(0,1), Linear weights
 N(0, 1/fan_in), biases 0.1·N(0,1), cls/positions 0.5·N(0,1)) instead of HF's 0.02 init, so the
@@ -90,12 +100,52 @@ def write_timm(out, generator):
     print(f"timm_small: timm {timm.__version__}, {sum(p.numel() for p in model.parameters())} parameters")
 
 
+def hf_logits(model_dir, images_path, out_path):
+    """transformers' reading of a checkpoint folder: pixel_values and float64 logits (see the docstring)."""
+    import json
+
+    from safetensors.torch import load_file
+    from transformers import AutoImageProcessor, ViTForImageClassification
+
+    images = load_file(images_path)["images"]  # (B, C, H, W) uint8
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise SystemExit(f"{images_path}: expected uint8 images (B, C, H, W), got {images.dtype} {tuple(images.shape)}")
+    processor = AutoImageProcessor.from_pretrained(model_dir)
+    size = (processor.size["height"], processor.size["width"])
+    if tuple(images.shape[2:]) != size:
+        raise SystemExit(f"{images_path}: images are {tuple(images.shape[2:])}, the processor resizes to {size}")
+    # A list of (C, H, W) arrays, channels first said explicitly (a 1-channel image is ambiguous).
+    batch = [image.numpy() for image in images]
+    pixel_values = processor(images=batch, return_tensors="pt", input_data_format="channels_first")["pixel_values"]
+    model, info = ViTForImageClassification.from_pretrained(model_dir, output_loading_info=True)
+    problems = {key: value for key, value in info.items() if value}
+    if problems:
+        raise SystemExit(f"{model_dir}: transformers did not load the weights cleanly: {problems}")
+    model = model.double().eval()
+    with torch.no_grad():
+        logits = model(pixel_values=pixel_values.double()).logits
+    id2label = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    save_file({"pixel_values": pixel_values.contiguous(), "logits": logits.contiguous()}, out_path,
+              metadata={"processor": type(processor).__name__, "id2label": json.dumps(id2label)})
+    print(f"{type(processor).__name__}: pixel_values {tuple(pixel_values.shape)} {pixel_values.dtype}; "
+          f"logits {tuple(logits.shape)}; id2label {id2label}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "vit"))
+    parser.add_argument("mode", nargs="?", default="fixtures", choices=["fixtures", "hf-logits"])
+    parser.add_argument("--out", help="fixtures: the folder (default tests/fixtures/vit); hf-logits: the output file")
     parser.add_argument("--b16", metavar="DIR", help="write the ViT-B/16-shaped fixture into DIR instead")
+    parser.add_argument("--model", metavar="DIR", help="hf-logits: the checkpoint folder")
+    parser.add_argument("--images", metavar="FILE", help="hf-logits: safetensors with uint8 \"images\" (B, C, H, W)")
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+
+    if args.mode == "hf-logits":
+        if not (args.model and args.images and args.out):
+            parser.error("hf-logits needs --model, --images and --out")
+        hf_logits(args.model, args.images, args.out)
+        return
 
     if args.b16:
         generator = torch.Generator().manual_seed(16)
@@ -109,7 +159,7 @@ def main():
                   os.path.join(args.b16, "reference.safetensors"))
         return
 
-    out = os.path.abspath(args.out)
+    out = os.path.abspath(args.out or os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "vit"))
     os.makedirs(out, exist_ok=True)
     generator = torch.Generator().manual_seed(6)
     small = hf_model(generator, image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
