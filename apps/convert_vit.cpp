@@ -6,8 +6,6 @@
 //   convert_vit --model vit_runs/train_vit_fmnist_softmax_seed0 --data fmnist --attention luna
 //   convert_vit --model google-vit-base --data imagefolder:imagenette --train attention --steps 2000
 //   convert_vit --model DIR --data fmnist --eval-only       accuracy of DIR (and of its conversion, untrained)
-#include <unistd.h>
-
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -26,6 +24,7 @@
 #include <luna/models/vit_image_processor.h>
 #include <luna/nn/attention.h>
 
+#include "common/image_flags.h"
 #include "common/image_trainer.h"
 #include "common/report.h"
 #include "common/run_util.h"
@@ -45,26 +44,17 @@ struct Settings {
   std::string model_dir;
   std::string data = "fmnist";
   models::ConvertOptions convert;
-  int64_t steps = 500;
-  int64_t batch = 64;
-  double lr = 1e-3;
-  int64_t warmup = 50;
-  std::string schedule = "cosine";
-  double weight_decay = 0.0;
-  double clip_norm = 1.0;
-  uint64_t seed = 0;
-  int threads = 0;
-  std::string device = "cpu";
-  std::string out_dir;
-  int64_t eval_every = 100;
-  int64_t log_every = 20;
-  int64_t max_train = 0;
-  int64_t max_eval = 0;
-  bool skip_bad_records = false;
-  std::string progress = "auto";
   bool eval_only = false;
-  bool resume = false;
-  int64_t stop_after = 0;
+  apps::ImageRunFlags run;
+
+  Settings() {
+    run.steps = 500;
+    run.batch = 64;
+    run.lr = 1e-3;
+    run.warmup = 50;
+    run.eval_every = 100;
+    run.log_every = 20;
+  }
 
   json attention_json() const {
     const auto& l = convert.luna;
@@ -79,23 +69,14 @@ struct Settings {
   }
   // What must not change across --resume.
   json training_json() const {
-    return {{"model", fs::absolute(model_dir).lexically_normal().string()},
-            {"data", data},
-            {"attention", attention_json()},
-            {"train", convert.train},
-            {"distill_steps", convert.distill_steps},
-            {"distill_lr", convert.distill_lr},
-            {"steps", steps},
-            {"batch", batch},
-            {"lr", lr},
-            {"warmup", warmup},
-            {"schedule", schedule},
-            {"weight_decay", weight_decay},
-            {"clip_norm", clip_norm},
-            {"seed", seed},
-            {"max_train", max_train},
-            {"max_eval", max_eval},
-            {"eval_every", eval_every}};
+    json j = run.training_json();
+    j.update({{"model", fs::absolute(model_dir).lexically_normal().string()},
+              {"data", data},
+              {"attention", attention_json()},
+              {"train", convert.train},
+              {"distill_steps", convert.distill_steps},
+              {"distill_lr", convert.distill_lr}});
+    return j;
   }
 };
 
@@ -108,13 +89,13 @@ std::vector<Tensor> distillation_batches(const apps::ImageSplits& data, const mo
   std::vector<Tensor> batches;
   const int64_t count = std::min<int64_t>(s.convert.distill_steps, 32);
   for (int64_t step = 0; step < count; ++step)
-    batches.push_back(processor.normalize(apps::training_batch(data.train, s.batch, s.seed, step).images).to(device));
+    batches.push_back(processor.normalize(apps::training_batch(data.train, s.run.batch, s.run.seed, step).images).to(device));
   return batches;
 }
 
 int run(Settings s) {
-  if (s.threads > 0) set_num_threads(s.threads);
-  const Device device = apps::parse_device(s.device, kProgram);
+  if (s.run.threads > 0) set_num_threads(s.run.threads);
+  const Device device = apps::parse_device(s.run.device, kProgram);
   auto say = [](const std::string& text) {
     std::printf("%s\n", text.c_str());
     std::fflush(stdout);
@@ -129,18 +110,10 @@ int run(Settings s) {
   const models::ViTImageProcessor processor = models::ViTImageProcessor::from_pretrained(s.model_dir, config);
   std::printf("convert_vit: %s (ViT, %s attention, %lld parameters), data %s, seed %llu, %d threads, device %s\n",
               s.model_dir.c_str(), original_kind.c_str(), (long long)original->num_parameters(), s.data.c_str(),
-              (unsigned long long)s.seed, get_num_threads(), s.device.c_str());
-
-  apps::ImageDataOptions data_options;
-  data_options.spec = s.data;
-  data_options.image_size = processor.image_size();
-  data_options.channels = config.num_channels;
-  data_options.max_train = s.max_train;
-  data_options.max_eval = s.max_eval;
-  data_options.split_seed = s.seed;
-  data_options.skip_bad_records = s.skip_bad_records;
+              (unsigned long long)s.run.seed, get_num_threads(), s.run.device.c_str());
   say("reading " + s.data);
-  const apps::ImageSplits data = apps::load_image_splits(data_options, say);
+  const apps::ImageSplits data =
+      apps::load_image_splits(s.run.data_options(s.data, processor.image_size(), config.num_channels), say);
   LUNA_CHECK(int64_t(data.train.classes.size()) == config.num_labels, kProgram, ": --data ", s.data, " has ",
              data.train.classes.size(), " classes but ", s.model_dir, "/config.json has num_labels = ",
              config.num_labels, "; convert on the data the model was trained for");
@@ -149,14 +122,15 @@ int run(Settings s) {
              processor.image_size(), " but the model's image_size is ", config.image_size);
 
   std::error_code error;
-  fs::create_directories(s.out_dir, error);
-  LUNA_CHECK(!error, kProgram, ": cannot create --out ", s.out_dir, ": ", error.message());
-  const std::string before_path = (fs::path(s.out_dir) / kBeforeFineTune).string();
+  const std::string& out_dir = s.run.out_dir;
+  fs::create_directories(out_dir, error);
+  LUNA_CHECK(!error, kProgram, ": cannot create --out ", out_dir, ": ", error.message());
+  const std::string before_path = (fs::path(out_dir) / kBeforeFineTune).string();
 
   json report = {{"model", s.model_dir}, {"data", s.data}, {"attention", s.convert.attention},
-                 {"trained", s.convert.train}, {"seed", s.seed}, {"test_examples", data.test.size()}};
+                 {"trained", s.convert.train}, {"seed", s.run.seed}, {"test_examples", data.test.size()}};
   json before;
-  if (s.resume) {
+  if (s.run.resume) {
     std::ifstream in(before_path);
     LUNA_CHECK(in.good(), kProgram, ": --resume: ", before_path, " is missing; run without --resume");
     before = json::parse(in, nullptr, false);
@@ -166,7 +140,7 @@ int run(Settings s) {
         ", converted before fine-tuning " + apps::percent(before["converted_accuracy_before_finetune"]));
   } else {
     if (!s.eval_only)
-      apps::clear_previous_run(s.out_dir, {"checkpoint.safetensors", "metrics.jsonl", "curves.svg", kReport,
+      apps::clear_previous_run(out_dir, {"checkpoint.safetensors", "metrics.jsonl", "curves.svg", kReport,
                                            kBeforeFineTune, "config.json", "model.safetensors",
                                            "preprocessor_config.json"});
     say("evaluating the original on test");
@@ -177,17 +151,17 @@ int run(Settings s) {
   }
 
   // Conversion: seeded, so a resumed run rebuilds the same model before loading its train state.
-  s.convert.seed = s.seed;
+  s.convert.seed = s.run.seed;
   models::ConvertOptions convert = s.convert;
   std::vector<Tensor> distill;
-  if (s.resume || s.eval_only) convert.distill_steps = 0;  // resume: the checkpoint holds the distilled weights
+  if (s.run.resume || s.eval_only) convert.distill_steps = 0;  // resume: the checkpoint holds the distilled weights
   else if (convert.distill_steps > 0) distill = distillation_batches(data, processor, s, device);
   if (original_kind != "softmax") {  // --eval-only of a converted (or any non-softmax) model
     report["original_attention"] = original_kind;
     report["original_accuracy"] = before["original_accuracy"];
-    apps::write_file_atomically((fs::path(s.out_dir) / kReport).string(), report.dump(2) + "\n");
+    apps::write_file_atomically((fs::path(out_dir) / kReport).string(), report.dump(2) + "\n");
     std::printf("done (--eval-only): test accuracy %s; report in %s/%s\n",
-                apps::percent(before["original_accuracy"]).c_str(), s.out_dir.c_str(), kReport);
+                apps::percent(before["original_accuracy"]).c_str(), out_dir.c_str(), kReport);
     return 0;
   }
   if (convert.distill_steps > 0) say("distilling attention for " + std::to_string(convert.distill_steps) + " steps");
@@ -196,7 +170,7 @@ int run(Settings s) {
   say("converted every attention to " + s.convert.attention + "; " +
       std::to_string(converted->num_parameters(/*only_trainable=*/true)) + " of " +
       std::to_string(converted->num_parameters()) + " parameters train (" + s.convert.train + ")");
-  if (!s.resume) {
+  if (!s.run.resume) {
     if (convert.distill_steps > 0) {
       const std::vector<double> mse = models::vit_attention_output_mse(*original, *converted, distill.front());
       json per_layer = mse;
@@ -217,43 +191,27 @@ int run(Settings s) {
     report["steps"] = 0;
     report["recovery_percent_before_finetune"] =
         recovery_percent(before["converted_accuracy_before_finetune"], before["original_accuracy"]);
-    apps::write_file_atomically((fs::path(s.out_dir) / kReport).string(), report.dump(2) + "\n");
+    apps::write_file_atomically((fs::path(out_dir) / kReport).string(), report.dump(2) + "\n");
     std::printf("done (--eval-only): original %s, converted before fine-tuning %s; report in %s/%s\n",
                 apps::percent(before["original_accuracy"]).c_str(),
-                apps::percent(before["converted_accuracy_before_finetune"]).c_str(), s.out_dir.c_str(), kReport);
+                apps::percent(before["converted_accuracy_before_finetune"]).c_str(), out_dir.c_str(), kReport);
     return 0;
   }
 
   // Dropout during the fine-tune draws from the default generator.
-  manual_seed(s.seed);
-  apps::ImageTrainOptions options;
-  options.steps = s.steps;
-  options.batch_size = s.batch;
-  options.lr = s.lr;
-  options.warmup = s.warmup;
-  options.schedule = s.schedule;
-  options.weight_decay = s.weight_decay;
-  options.clip_norm = s.clip_norm;
-  options.seed = s.seed;
-  options.eval_every = s.eval_every;
-  options.log_every = s.log_every;
-  options.progress_bar = s.progress == "bar" || (s.progress == "auto" && isatty(fileno(stdout)));
-  options.device = device;
-  options.out_dir = s.out_dir;
-  options.program = kProgram;
+  manual_seed(s.run.seed);
+  apps::ImageTrainOptions options = s.run.train_options(device, kProgram);
   options.title = "convert_vit: " + s.data + ", softmax -> " + s.convert.attention + " (train " + s.convert.train + ")";
   options.settings = s.training_json();
-  options.resume = s.resume;
-  options.stop_after = s.stop_after;
   auto save_best = [&](int64_t) {
-    converted->save_pretrained(s.out_dir);
-    processor.save_pretrained(s.out_dir);
+    converted->save_pretrained(out_dir);
+    processor.save_pretrained(out_dir);
   };
   const apps::ImageTrainResult tuned = apps::train_image_classifier(converted, data, processor, options, save_best);
   if (tuned.stop_signal != 0) return 128 + tuned.stop_signal;
   if (tuned.stopped_after) return 0;
 
-  const models::ViTForImageClassification best = models::ViTForImageClassification::from_pretrained(s.out_dir);
+  const models::ViTForImageClassification best = models::ViTForImageClassification::from_pretrained(out_dir);
   if (!device.is_cpu()) best->to(device);
   const apps::ImageEvaluation test = apps::evaluate_images(*best, data.test, processor, 256, device);
   report["converted_accuracy"] = test.accuracy;
@@ -268,14 +226,14 @@ int run(Settings s) {
   report["train_seconds"] = tuned.train_seconds;
   report["images_per_second"] = tuned.images_per_second();
   report["peak_rss_bytes"] = apps::peak_rss_bytes();
-  report["checkpoint"] = s.out_dir;
-  apps::write_file_atomically((fs::path(s.out_dir) / kReport).string(), report.dump(2) + "\n");
+  report["checkpoint"] = out_dir;
+  apps::write_file_atomically((fs::path(out_dir) / kReport).string(), report.dump(2) + "\n");
   std::printf("done: original %s, converted before fine-tuning %s, after %lld steps %s: recovery %.2f%%\n"
               "converted checkpoint (config.json records the attention) and %s in %s\n",
               apps::percent(before["original_accuracy"]).c_str(),
               apps::percent(before["converted_accuracy_before_finetune"]).c_str(), (long long)tuned.steps_done,
               apps::percent(test.accuracy).c_str(), report["recovery_percent"].get<double>(), kReport,
-              s.out_dir.c_str());
+              out_dir.c_str());
   return 0;
 }
 
@@ -317,35 +275,10 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--performer-redraw", c.performer_redraw_interval, "performer: redraw every this many steps (0 = never)")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--steps", s.steps, "fine-tuning steps")->check(CLI::PositiveNumber);
-  app.add_option("--batch", s.batch, "batch size")->check(CLI::PositiveNumber);
-  app.add_option("--lr", s.lr, "peak fine-tuning learning rate (AdamW)")->check(CLI::PositiveNumber);
-  app.add_option("--warmup", s.warmup, "linear warmup steps")->check(CLI::NonNegativeNumber);
-  app.add_option("--schedule", s.schedule, "after the warmup: cosine | linear | constant")
-      ->check(CLI::IsMember({"cosine", "linear", "constant"}));
-  app.add_option("--weight-decay", s.weight_decay, "decoupled weight decay (not on biases and norms)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--clip-norm", s.clip_norm, "clip the gradient norm to this (0 = off)")->check(CLI::NonNegativeNumber);
-  app.add_option("--seed", s.seed, "seed of the new kind's initialisation, dropout and batch order");
-  app.add_option("--threads", s.threads, "CPU threads (0 = LUNA_NUM_THREADS or every core)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--device", s.device, "cpu | cuda[:N]");
-  app.add_option("--out", s.out_dir, "output folder; default vit_runs/convert_<model folder>_<attention>_seed<seed>");
-  app.add_option("--eval-every", s.eval_every, "evaluate on dev (and checkpoint) every this many steps")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--log-every", s.log_every, "write a metrics line every this many steps")->check(CLI::PositiveNumber);
-  app.add_option("--max-train-examples", s.max_train, "use at most this many training images (0 = all)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--max-eval-examples", s.max_eval, "use at most this many dev and test images (0 = all)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_flag("--skip-bad-records", s.skip_bad_records, "skip unreadable images (counted) instead of stopping");
-  app.add_option("--progress", s.progress, "auto (a bar on a terminal) | bar | lines")
-      ->check(CLI::IsMember({"auto", "bar", "lines"}));
+  s.run.add_to(app, "seed of the new kind's initialisation, dropout and batch order",
+               "output folder; default vit_runs/convert_<model folder>_<attention>_seed<seed>");
   app.add_flag("--eval-only", s.eval_only,
                "only evaluate: the model (and, for a softmax model, its conversion before any training)");
-  app.add_option("--stop-after", s.stop_after, "stop after this step with a checkpoint, as Ctrl-C does (0 = off)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_flag("--resume", s.resume, "continue the fine-tune in --out from its checkpoint (bit-exact)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -354,18 +287,18 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "convert_vit: error: %s\nRun with --help for the options.\n", e.what());
     return 2;
   }
-  if (s.eval_only && s.resume) {
+  if (s.eval_only && s.run.resume) {
     std::fprintf(stderr, "convert_vit: error: --eval-only and --resume exclude each other\n");
     return 2;
   }
   if (s.convert.train.empty())
     s.convert.train = s.convert.attention == "luna" || s.convert.attention == "hedgehog" ? "feature_map" : "attention";
-  if (s.out_dir.empty()) {
+  if (s.run.out_dir.empty()) {
     fs::path model_path = fs::path(s.model_dir).lexically_normal();
     if (model_path.filename().empty()) model_path = model_path.parent_path();  // "dir/"
     const std::string model_name = model_path.filename().string();
-    s.out_dir = "vit_runs/convert_" + (model_name.empty() ? std::string("model") : model_name) + "_" +
-                s.convert.attention + "_seed" + std::to_string(s.seed);
+    s.run.out_dir = "vit_runs/convert_" + (model_name.empty() ? std::string("model") : model_name) + "_" +
+                    s.convert.attention + "_seed" + std::to_string(s.run.seed);
   }
   try {
     return run(s);

@@ -6,8 +6,6 @@
 //   train_vit --data cifar10:cifar-10-batches-bin --patch-size 4 --steps 20000
 //   train_vit --data imagefolder:flowers --image-size 64 --patch-size 8 --out runs/flowers
 //   train_vit ... --resume                             continue the run in --out (after Ctrl-C)
-#include <unistd.h>
-
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -24,6 +22,7 @@
 #include <luna/models/vit_image_processor.h>
 #include <luna/nn/attention.h>
 
+#include "common/image_flags.h"
 #include "common/image_trainer.h"
 #include "common/report.h"
 #include "common/run_util.h"
@@ -46,33 +45,25 @@ struct Settings {
   int64_t intermediate_size = 128;
   double dropout = 0.0;
   std::string attention = "softmax";
-  int64_t steps = 3000;
-  int64_t batch = 128;
-  double lr = 1e-3;
-  int64_t warmup = 200;
-  std::string schedule = "cosine";
-  double weight_decay = 0.05;
-  double clip_norm = 1.0;
-  uint64_t seed = 0;
-  int threads = 0;
-  std::string device = "cpu";
-  std::string out_dir;
-  int64_t eval_every = 250;
-  int64_t log_every = 50;
-  int64_t max_train = 0;
-  int64_t max_eval = 0;
-  bool skip_bad_records = false;
-  std::string progress = "auto";
-  bool resume = false;
-  int64_t stop_after = 0;
+  apps::ImageRunFlags run;
 
-  // What must not change across --resume (threads, device, progress and the caps on evaluation may).
+  Settings() {
+    run.steps = 3000;
+    run.batch = 128;
+    run.lr = 1e-3;
+    run.warmup = 200;
+    run.weight_decay = 0.05;
+    run.eval_every = 250;
+    run.log_every = 50;
+  }
+
+  // What must not change across --resume.
   json training_json() const {
-    return {{"data", data},     {"image_size", image_size}, {"patch_size", patch_size}, {"hidden_size", hidden_size},
-            {"layers", layers}, {"heads", heads},           {"intermediate_size", intermediate_size},
-            {"dropout", dropout}, {"attention", attention}, {"steps", steps},           {"batch", batch},
-            {"lr", lr},         {"warmup", warmup},         {"schedule", schedule},     {"weight_decay", weight_decay},
-            {"clip_norm", clip_norm}, {"seed", seed},       {"max_train", max_train},   {"eval_every", eval_every}};
+    json j = run.training_json();
+    j.update({{"data", data}, {"image_size", image_size}, {"patch_size", patch_size}, {"hidden_size", hidden_size},
+              {"layers", layers}, {"heads", heads}, {"intermediate_size", intermediate_size}, {"dropout", dropout},
+              {"attention", attention}});
+    return j;
   }
 };
 
@@ -92,32 +83,24 @@ int64_t default_channels(const std::string& spec) {
 }
 
 int run(Settings s) {
-  if (s.threads > 0) set_num_threads(s.threads);
-  const Device device = apps::parse_device(s.device, kProgram);
+  if (s.run.threads > 0) set_num_threads(s.run.threads);
+  const Device device = apps::parse_device(s.run.device, kProgram);
   if (s.image_size == 0) s.image_size = default_image_size(s.data);
   std::error_code error;
-  fs::create_directories(s.out_dir, error);
-  LUNA_CHECK(!error, kProgram, ": cannot create --out ", s.out_dir, ": ", error.message());
-  if (!s.resume)
-    apps::clear_previous_run(s.out_dir, {"checkpoint.safetensors", "metrics.jsonl", "curves.svg", "summary.json",
+  fs::create_directories(s.run.out_dir, error);
+  LUNA_CHECK(!error, kProgram, ": cannot create --out ", s.run.out_dir, ": ", error.message());
+  if (!s.run.resume)
+    apps::clear_previous_run(s.run.out_dir, {"checkpoint.safetensors", "metrics.jsonl", "curves.svg", "summary.json",
                                          "config.json", "model.safetensors", "preprocessor_config.json"});
   auto say = [](const std::string& text) {
     std::printf("%s\n", text.c_str());
     std::fflush(stdout);
   };
   std::printf("train_vit: data %s, attention %s, seed %llu, %d threads, device %s\n", s.data.c_str(),
-              s.attention.c_str(), (unsigned long long)s.seed, get_num_threads(), s.device.c_str());
-
-  apps::ImageDataOptions data_options;
-  data_options.spec = s.data;
-  data_options.image_size = s.image_size;
-  data_options.channels = default_channels(s.data);
-  data_options.max_train = s.max_train;
-  data_options.max_eval = s.max_eval;
-  data_options.split_seed = s.seed;
-  data_options.skip_bad_records = s.skip_bad_records;
+              s.attention.c_str(), (unsigned long long)s.run.seed, get_num_threads(), s.run.device.c_str());
   say("reading " + s.data);
-  const apps::ImageSplits data = apps::load_image_splits(data_options, say);
+  const apps::ImageSplits data =
+      apps::load_image_splits(s.run.data_options(s.data, s.image_size, default_channels(s.data)), say);
 
   models::ViTConfig config;
   config.hidden_size = s.hidden_size;
@@ -135,7 +118,7 @@ int run(Settings s) {
   models::ViTImageProcessor processor = models::ViTImageProcessor::defaults_for(config);
 
   // Initialisation and dropout draw from the default generator.
-  manual_seed(s.seed);
+  manual_seed(s.run.seed);
   models::ViTForImageClassification model(config);
   if (!device.is_cpu()) model->to(device);
   say("model: ViT " + std::to_string(model->num_parameters()) + " parameters, " + std::to_string(s.layers) +
@@ -143,35 +126,19 @@ int run(Settings s) {
       std::to_string(s.patch_size) + " on " + std::to_string(s.image_size) + "x" + std::to_string(s.image_size) +
       " (" + std::to_string(config.num_patches() + 1) + " tokens), " + std::to_string(config.num_labels) + " classes");
 
-  apps::ImageTrainOptions options;
-  options.steps = s.steps;
-  options.batch_size = s.batch;
-  options.lr = s.lr;
-  options.warmup = s.warmup;
-  options.schedule = s.schedule;
-  options.weight_decay = s.weight_decay;
-  options.clip_norm = s.clip_norm;
-  options.seed = s.seed;
-  options.eval_every = s.eval_every;
-  options.log_every = s.log_every;
-  options.progress_bar = s.progress == "bar" || (s.progress == "auto" && isatty(fileno(stdout)));
-  options.device = device;
-  options.out_dir = s.out_dir;
-  options.program = kProgram;
-  options.title = "train_vit: " + s.data + " / " + s.attention + ", seed " + std::to_string(s.seed);
+  apps::ImageTrainOptions options = s.run.train_options(device, kProgram);
+  options.title = "train_vit: " + s.data + " / " + s.attention + ", seed " + std::to_string(s.run.seed);
   options.settings = s.training_json();
-  options.resume = s.resume;
-  options.stop_after = s.stop_after;
   // The best-dev weights are the checkpoint folder's model.
   auto save_best = [&](int64_t) {
-    model->save_pretrained(s.out_dir);
-    processor.save_pretrained(s.out_dir);
+    model->save_pretrained(s.run.out_dir);
+    processor.save_pretrained(s.run.out_dir);
   };
   const apps::ImageTrainResult trained = apps::train_image_classifier(model, data, processor, options, save_best);
   if (trained.stop_signal != 0) return 128 + trained.stop_signal;
   if (trained.stopped_after) return 0;
 
-  const models::ViTForImageClassification best = models::ViTForImageClassification::from_pretrained(s.out_dir);
+  const models::ViTForImageClassification best = models::ViTForImageClassification::from_pretrained(s.run.out_dir);
   if (!device.is_cpu()) best->to(device);
   const apps::ImageEvaluation test = apps::evaluate_images(*best, data.test, processor, 256, device);
   const json summary = {{"program", kProgram},
@@ -193,16 +160,16 @@ int run(Settings s) {
                         {"peak_memory_bytes", memory_stats(device).peak_bytes_in_use},
                         {"peak_rss_bytes", apps::peak_rss_bytes()},
                         {"threads", get_num_threads()},
-                        {"seed", s.seed},
-                        {"checkpoint", s.out_dir},
+                        {"seed", s.run.seed},
+                        {"checkpoint", s.run.out_dir},
                         {"settings", s.training_json()}};
-  apps::write_file_atomically((fs::path(s.out_dir) / "summary.json").string(), summary.dump(2) + "\n");
+  apps::write_file_atomically((fs::path(s.run.out_dir) / "summary.json").string(), summary.dump(2) + "\n");
   std::printf("done: %lld steps. best dev accuracy %s (step %lld); test accuracy %s\n"
               "train %s, %.0f images/s; HF checkpoint (config.json, model.safetensors, preprocessor_config.json) "
               "in %s\n",
               (long long)trained.steps_done, apps::percent(trained.best_dev_accuracy).c_str(),
               (long long)trained.best_step, apps::percent(test.accuracy).c_str(),
-              apps::format_duration(trained.train_seconds).c_str(), trained.images_per_second(), s.out_dir.c_str());
+              apps::format_duration(trained.train_seconds).c_str(), trained.images_per_second(), s.run.out_dir.c_str());
   return 0;
 }
 
@@ -231,33 +198,8 @@ int main(int argc, char** argv) {
   app.add_option("--dropout", s.dropout, "hidden and attention dropout")->check(CLI::Range(0.0, 0.99));
   app.add_option("--attention", s.attention, "softmax | luna | elu | performer | cosformer | hedgehog")
       ->check(CLI::IsMember(nn::available_attention_kinds()));
-  app.add_option("--steps", s.steps, "optimizer steps")->check(CLI::PositiveNumber);
-  app.add_option("--batch", s.batch, "batch size")->check(CLI::PositiveNumber);
-  app.add_option("--lr", s.lr, "peak learning rate (AdamW)")->check(CLI::PositiveNumber);
-  app.add_option("--warmup", s.warmup, "linear warmup steps")->check(CLI::NonNegativeNumber);
-  app.add_option("--schedule", s.schedule, "after the warmup: cosine | linear | constant")
-      ->check(CLI::IsMember({"cosine", "linear", "constant"}));
-  app.add_option("--weight-decay", s.weight_decay, "decoupled weight decay (not on biases and norms)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--clip-norm", s.clip_norm, "clip the gradient norm to this (0 = off)")->check(CLI::NonNegativeNumber);
-  app.add_option("--seed", s.seed, "seed of initialisation, dropout and batch order");
-  app.add_option("--threads", s.threads, "CPU threads (0 = LUNA_NUM_THREADS or every core)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--device", s.device, "cpu | cuda[:N]");
-  app.add_option("--out", s.out_dir, "output folder (the HF checkpoint and the run's files); default vit_runs/train_vit_<data>_seed<seed>");
-  app.add_option("--eval-every", s.eval_every, "evaluate on dev (and checkpoint) every this many steps")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--log-every", s.log_every, "write a metrics line every this many steps")->check(CLI::PositiveNumber);
-  app.add_option("--max-train-examples", s.max_train, "use at most this many training images (0 = all)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--max-eval-examples", s.max_eval, "use at most this many dev and test images (0 = all)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_flag("--skip-bad-records", s.skip_bad_records, "skip unreadable images (counted) instead of stopping");
-  app.add_option("--progress", s.progress, "auto (a bar on a terminal) | bar | lines")
-      ->check(CLI::IsMember({"auto", "bar", "lines"}));
-  app.add_option("--stop-after", s.stop_after, "stop after this step with a checkpoint, as Ctrl-C does (0 = off)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_flag("--resume", s.resume, "continue the run in --out from its checkpoint (bit-exact)");
+  s.run.add_to(app, "seed of initialisation, dropout and batch order",
+               "output folder (the HF checkpoint and the run's files); default vit_runs/train_vit_<data>_<attention>_seed<seed>");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -266,9 +208,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "train_vit: error: %s\nRun with --help for the options.\n", e.what());
     return 2;
   }
-  if (s.out_dir.empty()) {
-    std::string name = s.data.substr(0, s.data.find(':'));
-    s.out_dir = "vit_runs/train_vit_" + name + "_" + s.attention + "_seed" + std::to_string(s.seed);
+  if (s.run.out_dir.empty()) {
+    const std::string name = s.data.substr(0, s.data.find(':'));
+    s.run.out_dir = "vit_runs/train_vit_" + name + "_" + s.attention + "_seed" + std::to_string(s.run.seed);
   }
   try {
     return run(s);
