@@ -14,41 +14,6 @@
 using namespace luna;
 using namespace luna::testing::vit;
 
-namespace {
-
-fs::path repo_root() { return fs::path(__FILE__).parent_path().parent_path().parent_path(); }
-
-std::string shell_quote(const std::string& text) {
-  std::string out = "'";
-  for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-// LUNA_TORCH_PYTHON, else the project venv (build/venv-torch), else python3 on PATH.
-std::string torch_python() {
-  if (const char* python = std::getenv("LUNA_TORCH_PYTHON")) return python;
-  const fs::path venv = repo_root() / "build" / "venv-torch" / "bin" / "python";
-  return fs::exists(venv) ? venv.string() : "python3";
-}
-
-// Whether `python` finds every module (found, not imported: importing transformers alone takes
-// seconds; a broken install still fails loudly when the script runs).
-bool can_import(const std::string& python, const std::string& modules) {
-  const std::string code = "import importlib.util, sys; sys.exit(any(importlib.util.find_spec(m) is None for m in '" +
-                           modules + "'.split(',')))";
-  const std::string command = shell_quote(python) + " -c " + shell_quote(code) + " >/dev/null 2>&1";
-  return std::system(command.c_str()) == 0;
-}
-
-// The directory of this test executable (the build tree).
-fs::path build_dir() {
-  std::error_code error;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", error);
-  return error ? fs::current_path() : exe.parent_path();
-}
-
-}  // namespace
-
 TEST_CASE("vit: ViT-B/16 shape matches Hugging Face (generated at test time)", "[vit][b16]") {
   const std::string python = torch_python();
   if (!can_import(python, "torch,transformers,safetensors")) {

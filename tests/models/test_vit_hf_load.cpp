@@ -20,35 +20,6 @@ using namespace luna::testing::vit;
 
 namespace {
 
-fs::path repo_root() { return fs::path(__FILE__).parent_path().parent_path().parent_path(); }
-
-std::string shell_quote(const std::string& text) {
-  std::string out = "'";
-  for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-// LUNA_TORCH_PYTHON, else the project venv (build/venv-torch), else python3 on PATH.
-std::string torch_python() {
-  if (const char* python = std::getenv("LUNA_TORCH_PYTHON")) return python;
-  const fs::path venv = repo_root() / "build" / "venv-torch" / "bin" / "python";
-  return fs::exists(venv) ? venv.string() : "python3";
-}
-
-// Whether `python` finds every module (found, not imported: importing torch takes seconds).
-bool can_import(const std::string& python, const std::string& modules) {
-  const std::string code = "import importlib.util, sys; sys.exit(any(importlib.util.find_spec(m) is None for m in '" +
-                           modules + "'.split(',')))";
-  const std::string command = shell_quote(python) + " -c " + shell_quote(code) + " >/dev/null 2>&1";
-  return std::system(command.c_str()) == 0;
-}
-
-fs::path build_dir() {
-  std::error_code error;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", error);
-  return error ? fs::current_path() : exe.parent_path();
-}
-
 // Unit-scale parameters, as scripts/make_vit_fixture.py's redraw_ (HF's 0.02 init leaves the
 // attention nearly uniform, where a wrong detail hardly moves the logits).
 void redraw(const models::ViTForImageClassification& model, uint64_t seed) {

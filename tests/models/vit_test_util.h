@@ -1,5 +1,5 @@
 // Helpers for the ViT tests: fixture paths, scratch directories, relative errors, and editing a
-// checkpoint folder (config keys, tensors) to build bad inputs.
+// checkpoint folder (config keys, tensors) to build bad inputs, and the optional Python side.
 #pragma once
 #include "test_util.h"
 
@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -102,6 +103,39 @@ inline std::string error_of(const std::function<void()>& fn) {
   }
   FAIL("expected a luna::Error");
   return "";
+}
+
+// ---- the optional PyTorch side (transformers, timm), run through scripts/make_vit_fixture.py ----
+
+inline fs::path repo_root() { return fs::path(__FILE__).parent_path().parent_path().parent_path(); }
+
+inline std::string shell_quote(const std::string& text) {
+  std::string out = "'";
+  for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// LUNA_TORCH_PYTHON, else the project venv (build/venv-torch), else python3 on PATH.
+inline std::string torch_python() {
+  if (const char* python = std::getenv("LUNA_TORCH_PYTHON")) return python;
+  const fs::path venv = repo_root() / "build" / "venv-torch" / "bin" / "python";
+  return fs::exists(venv) ? venv.string() : "python3";
+}
+
+// Whether `python` finds every module (found, not imported: importing transformers alone takes
+// seconds; a broken install still fails loudly when the script runs).
+inline bool can_import(const std::string& python, const std::string& modules) {
+  const std::string code = "import importlib.util, sys; sys.exit(any(importlib.util.find_spec(m) is None for m in '" +
+                           modules + "'.split(',')))";
+  const std::string command = shell_quote(python) + " -c " + shell_quote(code) + " >/dev/null 2>&1";
+  return std::system(command.c_str()) == 0;
+}
+
+// The directory of this test executable (the build tree).
+inline fs::path build_dir() {
+  std::error_code error;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", error);
+  return error ? fs::current_path() : exe.parent_path();
 }
 
 }  // namespace luna::testing::vit
