@@ -4,6 +4,7 @@
 // float32 (training) runs 8-lane AVX2 code that narrows each kink search to a few gathered compares
 // through a uniform grid; float64 (the gradchecks) runs the plain loops. Both give the same bits as
 // each other's algorithm would: the grid only skips compares whose outcome it already knows.
+#include <luna/backends/cpu/cpu_features.h>
 #include <luna/ops/luna_kernel_common.h>
 #include <luna/ops/luna_kernels.h>
 
@@ -23,6 +24,8 @@
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wpsabi"
+// GCC 12's AVX-512 intrinsic headers trip this warning on their own internals (setzero and friends).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
 namespace luna::cpu::luna_kernels {
@@ -281,59 +284,157 @@ inline __m256i pack_bytes(const __m256i v[4]) {
   return _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
+// ψ of one row's scalars [start, M), all channels, 8 at a time.
+void row_avx2(const PiecewiseTable<float>* tables, const PsiGrid* grids, const float* u_row, int64_t M, int64_t L,
+              int64_t start, float scale, float* out_row, uint8_t* bucket_row) {
+  const __m256 scale8 = _mm256_set1_ps(scale);
+  if (L == 4) {  // the default: 8 scalars × 4 channels = 32 contiguous outputs per step
+    const __m256i scalar_order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    for (; start + 8 <= M; start += 8) {
+      const __m256 x = _mm256_permutevar8x32_ps(_mm256_loadu_ps(u_row + start), scalar_order);
+      __m256 values[4], ordered[4];
+      __m256i stored[4], ordered_buckets[4];
+      for (int l = 0; l < 4; ++l) {
+        const Psi8 psi = psi8(x, grids[l], tables[l], scale8);
+        values[l] = psi.value;
+        stored[l] = psi.stored_bucket;
+      }
+      interleave4(values, ordered);
+      for (int v = 0; v < 4; ++v) _mm256_storeu_ps(out_row + start * 4 + 8 * v, ordered[v]);
+      if (bucket_row != nullptr) {
+        __m256 as_float[4], ordered_float[4];
+        for (int l = 0; l < 4; ++l) as_float[l] = _mm256_castsi256_ps(stored[l]);
+        interleave4(as_float, ordered_float);
+        for (int v = 0; v < 4; ++v) ordered_buckets[v] = _mm256_castps_si256(ordered_float[v]);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(bucket_row + start * 4), pack_bytes(ordered_buckets));
+      }
+    }
+  }
+  // Any other channel count, and the last M % 8 scalars: lanes through memory. Lanes past the
+  // row's end repeat its last scalar and are not stored.
+  for (; start < M; start += 8) {
+    const int n = int(std::min<int64_t>(8, M - start));
+    alignas(32) float x_lanes[8], value_lanes[8];
+    alignas(32) int32_t bucket_lanes[8];
+    for (int s = 0; s < 8; ++s) x_lanes[s] = u_row[start + std::min(s, n - 1)];
+    const __m256 x = _mm256_load_ps(x_lanes);
+    for (int64_t l = 0; l < L; ++l) {
+      const Psi8 psi = psi8(x, grids[l], tables[l], scale8);
+      _mm256_store_ps(value_lanes, psi.value);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(bucket_lanes), psi.stored_bucket);
+      for (int s = 0; s < n; ++s) {
+        out_row[(start + s) * L + l] = value_lanes[s];
+        if (bucket_row != nullptr) bucket_row[(start + s) * L + l] = uint8_t(bucket_lanes[s]);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// float32 on AVX-512 (runtime-checked), for tables of at most 64 kinks (Hψ ≤ 64, the default) and
+// 4 channels: 16 scalars per vector and the whole search in registers, no gathers. The sorted kinks,
+// NaN-padded to 64, sit in four 16-lane registers G_t[j] = kink[4j + t]. A branch-free binary search
+// over G_3 (every fourth kink, first 15) gives pos = #{j < 15 : kink[4j+3] < x}, so every kink below
+// 4·pos is < x and, unless pos = 15, kink[4·pos + 3] ≥ x; the four kinks 4·pos + t then settle the
+// bucket as in the grid search: 8·pos + Σ_t ([kink < x] + [kink ≤ x]). NaN padding and NaN inputs
+// compare false, as before. Slope and intercept come by gather.
+
+struct PsiRegisters {
+  alignas(64) float group[4][16];  // G_t
+};
+
+PsiRegisters registers_of(const std::vector<float>& kinks) {
+  PsiRegisters r;
+  for (int t = 0; t < 4; ++t)
+    for (int j = 0; j < 16; ++j) {
+      const size_t k = size_t(4 * j + t);
+      r.group[t][j] = k < kinks.size() ? kinks[k] : std::numeric_limits<float>::quiet_NaN();
+    }
+  return r;
+}
+
+LUNA_TARGET_AVX512 inline __m512i buckets16(__m512 x, const __m512 group[4]) {
+  __m512i pos = _mm512_setzero_si512();
+  for (int half = 8; half >= 1; half /= 2) {
+    const __m512 kink = _mm512_permutexvar_ps(_mm512_add_epi32(pos, _mm512_set1_epi32(half - 1)), group[3]);
+    pos = _mm512_mask_add_epi32(pos, _mm512_cmp_ps_mask(kink, x, _CMP_LT_OQ), pos, _mm512_set1_epi32(half));
+  }
+  __m512i bucket = _mm512_slli_epi32(pos, 3);
+  const __m512i one = _mm512_set1_epi32(1);
+  for (int t = 0; t < 4; ++t) {
+    const __m512 kink = _mm512_permutexvar_ps(pos, group[t]);
+    bucket = _mm512_mask_add_epi32(bucket, _mm512_cmp_ps_mask(kink, x, _CMP_LT_OQ), bucket, one);
+    bucket = _mm512_mask_add_epi32(bucket, _mm512_cmp_ps_mask(kink, x, _CMP_LE_OQ), bucket, one);
+  }
+  return bucket;
+}
+
+// Four channel vectors to (scalar, channel) order, 16 scalars: out[v] holds scalars 4v .. 4v+3 when
+// lane 4L + v of the inputs holds scalar 4v + L (the load permutes them so).
+LUNA_TARGET_AVX512 inline void interleave4x16(const __m512 c[4], __m512 out[4]) {
+  const __m512 a = _mm512_unpacklo_ps(c[0], c[1]), b = _mm512_unpackhi_ps(c[0], c[1]);
+  const __m512 d = _mm512_unpacklo_ps(c[2], c[3]), e = _mm512_unpackhi_ps(c[2], c[3]);
+  out[0] = _mm512_shuffle_ps(a, d, 0x44);
+  out[1] = _mm512_shuffle_ps(a, d, 0xEE);
+  out[2] = _mm512_shuffle_ps(b, e, 0x44);
+  out[3] = _mm512_shuffle_ps(b, e, 0xEE);
+}
+
+// One row's scalars in steps of 16 (4 channels); returns where the AVX2 code takes over.
+LUNA_TARGET_AVX512 int64_t row_avx512(const PiecewiseTable<float>* tables, const PsiRegisters* registers,
+                                      const float* u_row, int64_t M, float scale, float* out_row,
+                                      uint8_t* bucket_row) {
+  __m512 group[4][4];
+  for (int l = 0; l < 4; ++l)
+    for (int t = 0; t < 4; ++t) group[l][t] = _mm512_load_ps(registers[l].group[t]);
+  const __m512 scale16 = _mm512_set1_ps(scale), zero = _mm512_setzero_ps();
+  const __m512i scalar_order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  int64_t start = 0;
+  for (; start + 16 <= M; start += 16) {
+    const __m512 x = _mm512_permutexvar_ps(scalar_order, _mm512_loadu_ps(u_row + start));
+    __m512 values[4], stored[4];
+    for (int l = 0; l < 4; ++l) {
+      const __m512i bucket = buckets16(x, group[l]);
+      const __m512 slope = _mm512_i32gather_ps(bucket, tables[l].slope.data(), 4);
+      const __m512 intercept = _mm512_i32gather_ps(bucket, tables[l].intercept.data(), 4);
+      const __m512 sum = _mm512_fmadd_ps(slope, x, intercept);
+      values[l] = _mm512_mul_ps(scale16, _mm512_max_ps(zero, sum));  // max(0, s): NaN and −0 pass
+      const __mmask16 active = _mm512_cmp_ps_mask(sum, zero, _CMP_GT_OQ);
+      stored[l] = _mm512_castsi512_ps(_mm512_mask_blend_epi32(active, _mm512_set1_epi32(kInactiveBucket), bucket));
+    }
+    __m512 ordered[4];
+    interleave4x16(values, ordered);
+    for (int v = 0; v < 4; ++v) _mm512_storeu_ps(out_row + start * 4 + 16 * v, ordered[v]);
+    if (bucket_row != nullptr) {
+      interleave4x16(stored, ordered);
+      for (int v = 0; v < 4; ++v)
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(bucket_row + start * 4 + 16 * v),
+                         _mm512_cvtepi32_epi8(_mm512_castps_si512(ordered[v])));
+    }
+  }
+  return start;
+}
+
 void forward_avx2(const std::vector<PiecewiseTable<float>>& tables, const float* u, const PsiShape& shape,
                   float scale, float* out, uint8_t* buckets_out) {
   const int64_t M = shape.projections, L = shape.channels;
   std::vector<PsiGrid> grids;
   for (const PiecewiseTable<float>& table : tables) grids.push_back(build_grid(table.kinks));
-  const __m256 scale8 = _mm256_set1_ps(scale);
-  const __m256i scalar_order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  bool use_avx512 = L == 4 && M >= 16 && cpu_has_avx512();
+  for (const PiecewiseTable<float>& table : tables) use_avx512 = use_avx512 && table.kinks.size() <= 64;
+  std::vector<PsiRegisters> registers;
+  if (use_avx512)
+    for (const PiecewiseTable<float>& table : tables) registers.push_back(registers_of(table.kinks));
 #pragma omp parallel for schedule(static) if (shape.rows * M * L > kParallelWork)
   for (int64_t row = 0; row < shape.rows; ++row) {
     const int64_t group = shape.group_of_row(row);
     const float* u_row = u + row * M;    // (M)
     float* out_row = out + row * M * L;  // (M, L)
     uint8_t* bucket_row = buckets_out != nullptr ? buckets_out + row * M * L : nullptr;
-    int64_t start = 0;
-    if (L == 4) {  // the default: 8 scalars × 4 channels = 32 contiguous outputs per step
-      for (; start + 8 <= M; start += 8) {
-        const __m256 x = _mm256_permutevar8x32_ps(_mm256_loadu_ps(u_row + start), scalar_order);
-        __m256 values[4], ordered[4];
-        __m256i stored[4], ordered_buckets[4];
-        for (int l = 0; l < 4; ++l) {
-          const Psi8 psi = psi8(x, grids[size_t(group * 4 + l)], tables[size_t(group * 4 + l)], scale8);
-          values[l] = psi.value;
-          stored[l] = psi.stored_bucket;
-        }
-        interleave4(values, ordered);
-        for (int v = 0; v < 4; ++v) _mm256_storeu_ps(out_row + start * 4 + 8 * v, ordered[v]);
-        if (bucket_row != nullptr) {
-          __m256 as_float[4], ordered_float[4];
-          for (int l = 0; l < 4; ++l) as_float[l] = _mm256_castsi256_ps(stored[l]);
-          interleave4(as_float, ordered_float);
-          for (int v = 0; v < 4; ++v) ordered_buckets[v] = _mm256_castps_si256(ordered_float[v]);
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(bucket_row + start * 4), pack_bytes(ordered_buckets));
-        }
-      }
-    }
-    // Any other channel count, and the last M % 8 scalars: lanes through memory. Lanes past the
-    // row's end repeat its last scalar and are not stored.
-    for (; start < M; start += 8) {
-      const int n = int(std::min<int64_t>(8, M - start));
-      alignas(32) float x_lanes[8], value_lanes[8];
-      alignas(32) int32_t bucket_lanes[8];
-      for (int s = 0; s < 8; ++s) x_lanes[s] = u_row[start + std::min(s, n - 1)];
-      const __m256 x = _mm256_load_ps(x_lanes);
-      for (int64_t l = 0; l < L; ++l) {
-        const Psi8 psi = psi8(x, grids[size_t(group * L + l)], tables[size_t(group * L + l)], scale8);
-        _mm256_store_ps(value_lanes, psi.value);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(bucket_lanes), psi.stored_bucket);
-        for (int s = 0; s < n; ++s) {
-          out_row[(start + s) * L + l] = value_lanes[s];
-          if (bucket_row != nullptr) bucket_row[(start + s) * L + l] = uint8_t(bucket_lanes[s]);
-        }
-      }
-    }
+    const int64_t start = use_avx512 ? row_avx512(tables.data() + group * L, registers.data() + group * L, u_row, M,
+                                                  scale, out_row, bucket_row)
+                                     : 0;
+    row_avx2(tables.data() + group * L, grids.data() + group * L, u_row, M, L, start, scale, out_row, bucket_row);
   }
 }
 
@@ -342,15 +443,15 @@ void forward_avx2(const std::vector<PiecewiseTable<float>>& tables, const float*
 // ---------------------------------------------------------------------------------------------
 // Backward.
 
-// Per-bucket sums of one row: P0 += δ and P1 += δ·u over its active outputs, and grad_u = Σ_ℓ δ·slope,
-// with δ the upstream gradient times the scale. Walked scalar by scalar, channels inner: each
-// bucket's sums then accumulate in (row, scalar) order whatever the loop nest, and grad_u in channel
-// order, the multiply-adds fused.
+// Per-bucket sums of one row's scalars [start, M): P0 += δ and P1 += δ·u over its active outputs, and
+// grad_u = Σ_ℓ δ·slope, with δ the upstream gradient times the scale. Walked scalar by scalar,
+// channels inner: each bucket's sums then accumulate in (row, scalar) order whatever the loop nest,
+// and grad_u in channel order, the multiply-adds fused.
 template <class T>
 inline void accumulate_row(const PiecewiseTable<T>* row_tables, const T* u_row, const T* grad_row,
-                           const uint8_t* bucket_row, int64_t M, int64_t L, int64_t max_buckets, T scale,
-                           double* P0_group, double* P1_group, T* grad_u_row) {
-  for (int64_t i = 0; i < M; ++i) {
+                           const uint8_t* bucket_row, int64_t M, int64_t L, int64_t start, int64_t max_buckets,
+                           T scale, double* P0_group, double* P1_group, T* grad_u_row) {
+  for (int64_t i = start; i < M; ++i) {
     const T x = u_row[i];
     T grad_x = 0;
     for (int64_t l = 0; l < L; ++l) {
@@ -364,6 +465,64 @@ inline void accumulate_row(const PiecewiseTable<T>* row_tables, const T* u_row, 
     grad_u_row[i] = grad_x;
   }
 }
+
+#if defined(LUNA_PSI_AVX2)
+
+// The AVX-512 backward of one row (4 channels), 16 scalars at a time; returns where the scalar code
+// takes over. Vector part: de-interleave 16 scalars × 4 channels of gradients and buckets, gather
+// the slopes, grad_u by masked multiply-adds in channel order. The bucket sums stay scalar (many
+// scalars share a bucket), but only over the active outputs, which the vector part lists channel by
+// channel in scalar order, so every bucket still accumulates in (row, scalar) order.
+LUNA_TARGET_AVX512 int64_t accumulate_row_avx512(const PiecewiseTable<float>* row_tables, const float* u_row,
+                                                  const float* grad_row, const uint8_t* bucket_row, int64_t M,
+                                                  int64_t max_buckets, float scale, double* P0_group,
+                                                  double* P1_group, float* grad_u_row) {
+  const __m512i scalar_order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m512 scale16 = _mm512_set1_ps(scale);
+  const __m512i inactive = _mm512_set1_epi32(kInactiveBucket);
+  alignas(64) int32_t slots[16];
+  alignas(64) float deltas[16], xs[16];
+  int64_t start = 0;
+  for (; start + 16 <= M; start += 16) {
+    const __m512 x_natural = _mm512_loadu_ps(u_row + start);
+    __m512 grad[4], bucket_f[4], grad_l[4], bucket_l[4];
+    for (int v = 0; v < 4; ++v) {
+      grad[v] = _mm512_loadu_ps(grad_row + start * 4 + 16 * v);
+      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bucket_row + start * 4 + 16 * v));
+      bucket_f[v] = _mm512_castsi512_ps(_mm512_cvtepu8_epi32(bytes));
+    }
+    interleave4x16(grad, grad_l);  // its own inverse: lane 4L + v of channel vector ℓ = scalar 4v + L
+    interleave4x16(bucket_f, bucket_l);
+    __m512 grad_x = _mm512_setzero_ps();
+    for (int l = 0; l < 4; ++l) {
+      const __m512i bucket = _mm512_castps_si512(bucket_l[l]);
+      const __mmask16 active = _mm512_cmpneq_epi32_mask(bucket, inactive);
+      const __m512 delta = _mm512_mul_ps(grad_l[l], scale16);
+      const __m512 slope =
+          _mm512_mask_i32gather_ps(_mm512_setzero_ps(), active, bucket, row_tables[l].slope.data(), 4);
+      grad_x = _mm512_mask_mov_ps(grad_x, active, _mm512_fmadd_ps(delta, slope, grad_x));
+      // The active outputs of channel ℓ in scalar order: undo the lane order (a 4x4 transpose, so its
+      // own inverse), then compress.
+      const __m512i slot = _mm512_add_epi32(bucket, _mm512_set1_epi32(int(l * max_buckets)));
+      const __m512 delta_n = _mm512_permutexvar_ps(scalar_order, delta);
+      const __m512i slot_n = _mm512_permutexvar_epi32(scalar_order, slot);
+      const __mmask16 active_n = _mm512_cmpneq_epi32_mask(_mm512_permutexvar_epi32(scalar_order, bucket), inactive);
+      _mm512_store_si512(slots, _mm512_maskz_compress_epi32(active_n, slot_n));
+      _mm512_store_ps(deltas, _mm512_maskz_compress_ps(active_n, delta_n));
+      _mm512_store_ps(xs, _mm512_maskz_compress_ps(active_n, x_natural));
+      const int count = __builtin_popcount(unsigned(active_n));
+      for (int e = 0; e < count; ++e) {
+        const double d = deltas[e];
+        P0_group[slots[e]] += d;
+        P1_group[slots[e]] = std::fma(d, double(xs[e]), P1_group[slots[e]]);
+      }
+    }
+    _mm512_storeu_ps(grad_u_row + start, _mm512_permutexvar_ps(scalar_order, grad_x));
+  }
+  return start;
+}
+
+#endif
 
 }  // namespace
 
@@ -397,6 +556,7 @@ void psi_backward_piecewise(const T* grad_out, const T* u, const uint8_t* saved_
   const bool parallel = shape.rows * M * L > kParallelWork;
   const int threads = parallel ? omp_get_max_threads() : 1;
   ThreadPartials partials(2 * sums, threads);
+  const bool use_avx512 = L == 4 && cpu_has_avx512();
 #pragma omp parallel num_threads(threads) if (parallel)
   {
     double* P0 = partials.slot(omp_get_thread_num());  // (G, L, max_buckets)
@@ -409,8 +569,18 @@ void psi_backward_piecewise(const T* grad_out, const T* u, const uint8_t* saved_
       const T* u_row = u + row * M;                // (M)
       const T* grad_row = grad_out + row * M * L;  // (M, L)
       if (saved_buckets != nullptr) {
-        accumulate_row(tables.data() + group * L, u_row, grad_row, saved_buckets + row * M * L, M, L, max_buckets,
-                       scale, P0 + group * L * max_buckets, P1 + group * L * max_buckets, grad_u + row * M);
+        const uint8_t* bucket_row = saved_buckets + row * M * L;
+        double* P0_group = P0 + group * L * max_buckets;
+        double* P1_group = P1 + group * L * max_buckets;
+        int64_t start = 0;
+#if defined(LUNA_PSI_AVX2)
+        if constexpr (std::is_same_v<T, float>)
+          if (use_avx512)
+            start = accumulate_row_avx512(tables.data() + group * L, u_row, grad_row, bucket_row, M, max_buckets,
+                                          scale, P0_group, P1_group, grad_u + row * M);
+#endif
+        accumulate_row(tables.data() + group * L, u_row, grad_row, bucket_row, M, L, start, max_buckets, scale,
+                       P0_group, P1_group, grad_u + row * M);
         continue;
       }
       // Hψ > 127: buckets do not fit a byte, so each active output searches again.

@@ -11,6 +11,7 @@
 #include <limits>
 #include <random>
 
+#include <luna/backends/cpu/cpu_features.h>
 #include <luna/ops/luna_kernels.h>
 
 using namespace luna::cpu::luna_kernels;
@@ -103,7 +104,8 @@ std::vector<PsiCase> cases() {
 
 }  // namespace
 
-TEST_CASE("vector ψ equals the plain loops bit for bit, outputs and buckets", "[luna][psi]") {
+// Every case through psi_forward_piecewise (whichever vector path is on) and the plain loops.
+void check_forward_cases(bool avx512) {
   uint32_t seed = 1;
   for (const PsiCase& k : cases()) {
     const PsiData d = make_case(k, seed++);
@@ -112,8 +114,8 @@ TEST_CASE("vector ψ equals the plain loops bit for bit, outputs and buckets", "
     std::vector<uint8_t> fast_buckets(outputs), plain_buckets(outputs);
     psi_forward_piecewise<float>(d.u.data(), d.params(), d.shape, 0.25f, fast.data(), fast_buckets.data());
     psi_forward_piecewise_plain<float>(d.u.data(), d.params(), d.shape, 0.25f, plain.data(), plain_buckets.data());
-    INFO("rows " << k.rows << " M " << k.M << " L " << k.L << " hidden " << k.hidden << " per_head " << k.per_head
-                 << " kink set " << int(k.kinks));
+    INFO("avx512 " << avx512 << " rows " << k.rows << " M " << k.M << " L " << k.L << " hidden " << k.hidden
+                    << " per_head " << k.per_head << " kink set " << int(k.kinks));
     REQUIRE(bits(fast) == bits(plain));
     REQUIRE(fast_buckets == plain_buckets);
     // Without a bucket buffer the outputs are the same.
@@ -123,7 +125,18 @@ TEST_CASE("vector ψ equals the plain loops bit for bit, outputs and buckets", "
   }
 }
 
-TEST_CASE("ψ backward from saved buckets equals the backward that searches again", "[luna][psi]") {
+TEST_CASE("vector ψ equals the plain loops bit for bit, outputs and buckets", "[luna][psi]") {
+  // Both vector paths: AVX-512 where the CPU has it (16 lanes, the search in registers), then AVX2.
+  const bool has_avx512 = luna::cpu::cpu_has_avx512();
+  if (has_avx512) check_forward_cases(true);
+  else WARN("this CPU has no AVX-512 (or it is disabled): only the AVX2 path of ψ is tested");
+  luna::cpu::allow_avx512(false);
+  check_forward_cases(false);
+  luna::cpu::allow_avx512(has_avx512);
+}
+
+// Every case: the backward from saved buckets (whichever vector path is on) against the one that searches.
+void check_backward_cases(bool avx512) {
   uint32_t seed = 100;
   for (const PsiCase& k : cases()) {
     PsiData d = make_case(k, seed++);
@@ -147,11 +160,21 @@ TEST_CASE("ψ backward from saved buckets equals the backward that searches agai
       return r;
     };
     const Result saved = run(buckets.data()), searched = run(nullptr);
-    INFO("rows " << k.rows << " M " << k.M << " L " << k.L << " hidden " << k.hidden << " kink set " << int(k.kinks));
+    INFO("avx512 " << avx512 << " rows " << k.rows << " M " << k.M << " L " << k.L << " hidden " << k.hidden
+                    << " kink set " << int(k.kinks));
     REQUIRE(bits(saved.grad_u) == bits(searched.grad_u));
     REQUIRE(bits(saved.a) == bits(searched.a));
     REQUIRE(bits(saved.c) == bits(searched.c));
     REQUIRE(bits(saved.g) == bits(searched.g));
     REQUIRE(bits(saved.e) == bits(searched.e));
   }
+}
+
+TEST_CASE("ψ backward from saved buckets equals the backward that searches again", "[luna][psi]") {
+  const bool has_avx512 = luna::cpu::cpu_has_avx512();
+  if (has_avx512) check_backward_cases(true);
+  else WARN("this CPU has no AVX-512 (or it is disabled): only the AVX2 path of ψ is tested");
+  luna::cpu::allow_avx512(false);
+  check_backward_cases(false);
+  luna::cpu::allow_avx512(has_avx512);
 }
