@@ -13,6 +13,7 @@
 #include <limits>
 #include <vector>
 
+#include <luna/backends/cpu/blas_threads.h>
 #include <luna/backends/cpu/fast_math.h>
 #include <luna/core/generator.h>
 
@@ -22,29 +23,8 @@ namespace {
 constexpr double kInfinity = std::numeric_limits<double>::infinity();
 
 // ---------------------------------------------------------------------------------------------
-// BLAS threading. Debian's OpenBLAS is the pthreads build: it does not know it is called from an
-// OpenMP region and would split every tile GEMM over its own thread pool as well, oversubscribing
-// the cores (and serialising the callers on its pool lock). Inside our parallel regions it must
-// run single-threaded, so the pthreads build is switched to one thread for the region and back.
-// The OpenMP build of OpenBLAS already runs single-threaded inside a parallel region, and its
-// openblas_set_num_threads would also change OpenMP's thread count, so it is left alone.
-class SingleThreadedBlas {
- public:
-  explicit SingleThreadedBlas(bool active) {
-    constexpr int kPthreadsBuild = 1;
-    if (!active || openblas_get_parallel() != kPthreadsBuild) return;
-    saved_threads_ = openblas_get_num_threads();
-    if (saved_threads_ != 1) openblas_set_num_threads(1);
-  }
-  ~SingleThreadedBlas() {
-    if (saved_threads_ > 1) openblas_set_num_threads(saved_threads_);
-  }
-  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
-  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
-
- private:
-  int saved_threads_ = 0;
-};
+// BLAS inside our parallel regions runs single-threaded: SingleThreadedBlas (backends/cpu/blas_threads.h).
+using cpu::SingleThreadedBlas;
 
 // Row-major C = alpha·op(A)·op(B) + beta·C. Sizes were checked against blasint by the op.
 inline void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,

@@ -204,29 +204,23 @@ const uint8_t* mask_bytes(const Tensor& mask) {
   return mask.defined() ? static_cast<const uint8_t*>(mask.data_ptr()) : nullptr;
 }
 
-// C_i = op(A_i) op(B_i) for i < batch, row-major, through the backend's GEMM (OpenBLAS).
-void batched_gemm(DType dtype, int64_t batch, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
-                  const void* a, int64_t lda, const void* b, int64_t ldb, void* c, int64_t ldc, int64_t stride_a,
-                  int64_t stride_b, int64_t stride_c) {
-  if (k == 0) return;  // the outputs start at zero
-  GemmArgs g;
-  g.dtype = dtype;
-  g.trans_a = trans_a;
-  g.trans_b = trans_b;
-  g.m = m;
-  g.n = n;
-  g.k = k;
-  g.a = a;
-  g.lda = lda;
-  g.stride_a = stride_a;
-  g.b = b;
-  g.ldb = ldb;
-  g.stride_b = stride_b;
-  g.c = c;
-  g.ldc = ldc;
-  g.stride_c = stride_c;
-  g.batch = batch;
-  backend_for(Device::cpu()).gemm(g);
+// A (B, H, N, ·) tensor whose last dim has unit stride, copied only if it has not.
+Tensor with_unit_last_stride(const Tensor& t) { return t.stride(3) == 1 ? t : t.contiguous(); }
+
+// The kernels read and write (B, H, N, ·) operands through their row strides (HeadRows).
+template <class T>
+kernels::HeadRows<T> head_rows(const Tensor& t) {
+  return {static_cast<T*>(const_cast<void*>(t.data_ptr())), t.stride(0), t.stride(1), t.stride(2)};
+}
+
+// A new (B, H, N, width) tensor laid out like `like`: heads interleaved, (B, N, H, width) in memory,
+// when `like` is a head split of that form (as multi-head attention makes its v), contiguous
+// otherwise. So the output of attention on a head split merges its heads back for free, and v's
+// gradient comes back in the layout v was in.
+Tensor head_layout_like(const Tensor& like, const Dims& sizes, DType dtype) {
+  const bool interleaved = like.size(1) > 1 && like.size(2) > 1 && like.stride(1) < like.stride(2);
+  if (!interleaved) return empty_tensor(sizes, dtype, like.device());
+  return empty_tensor({sizes[0], sizes[2], sizes[1], sizes[3]}, dtype, like.device()).transpose(1, 2);
 }
 
 // Causal linear attention: float64 prefix sums per (batch, head), with the backward rebuilding them.
@@ -332,52 +326,32 @@ Tensor linear_attention(const Tensor& phi_q, const Tensor& phi_k, const Tensor& 
 
   const Tensor q_data = phi_q.detach().contiguous(), k_data = phi_k.detach().contiguous();
   const Tensor mask_data = mask.defined() ? mask.detach().contiguous() : Tensor();
-  const int64_t B = shape.batch, H = shape.heads, Nq = shape.queries, Nk = shape.keys, F = shape.features;
+  const int64_t B = shape.batch, H = shape.heads, Nq = shape.queries, F = shape.features;
   const int64_t dv = shape.value_dim, dv1 = dv + 1;
   const DType dtype = phi_q.dtype();
-  const Tensor v_data = v.detach().contiguous();
-  Tensor v_aug = empty_tensor({B, H, Nk, dv1}, dtype, v.device());        // (B, H, Nk, dv+1) [v, 1], 0 if padded
-  Tensor S_aug = zeros({B, H, F, dv1}, TensorOptions(dtype));              // (B, H, F, dv+1) [S, z]
-  Tensor numerator = empty_tensor({B, H, Nq, dv1}, dtype, phi_q.device());  // (B, H, Nq, dv+1)
-  Tensor out = empty_tensor({B, H, Nq, dv}, dtype, phi_q.device());        // (B, H, Nq, dv)
-  Tensor denominator = empty_tensor({B, H, Nq}, dtype, phi_q.device());    // (B, H, Nq)
+  const Tensor v_data = with_unit_last_stride(v.detach());                                   // (B, H, Nk, dv)
+  Tensor out = head_layout_like(v_data, {B, H, Nq, dv}, dtype);                             // (B, H, Nq, dv)
+  Tensor denominator = empty_tensor({B, H, Nq}, dtype, phi_q.device());                      // (B, H, Nq)
+  Tensor S_aug = empty_tensor({B, H, F, dv1}, dtype, phi_q.device());                        // (B, H, F, dv+1) [S, z]
   LUNA_DISPATCH_FLOAT(dtype, op, [&] {
     using T = scalar_t;
-    kernels::values_with_ones<T>(v_data.data_ptr<T>(), mask_bytes(mask_data), shape, v_aug.data_ptr<T>());
-    // S_aug = φ(k)ᵀ v_aug, then numerator = φ(q) S_aug.
-    batched_gemm(dtype, B * H, true, false, F, dv1, Nk, k_data.data_ptr(), F, v_aug.data_ptr(), dv1,
-                 S_aug.data_ptr(), dv1, Nk * F, Nk * dv1, F * dv1);
-    batched_gemm(dtype, B * H, false, false, Nq, dv1, F, q_data.data_ptr(), F, S_aug.data_ptr(), dv1,
-                 numerator.data_ptr(), dv1, Nq * F, F * dv1, Nq * dv1);
-    kernels::normalize_numerators<T>(numerator.data_ptr<T>(), shape, options.eps, out.data_ptr<T>(),
-                                     denominator.data_ptr<T>());
+    kernels::linear_attention_forward<T>(q_data.data_ptr<T>(), k_data.data_ptr<T>(), head_rows<const T>(v_data),
+                                         mask_bytes(mask_data), shape, options.eps, head_rows<T>(out),
+                                         denominator.data_ptr<T>(), S_aug.data_ptr<T>());
   });
-  return record(op, out, {phi_q, phi_k, v}, {q_data, k_data, v_aug, out, denominator, S_aug, mask_data},
+  return record(op, out, {phi_q, phi_k, v}, {q_data, k_data, v_data, out, denominator, S_aug, mask_data},
                 [shape](const Tensor& grad, const Saved& s) {
-                  const int64_t B = shape.batch, H = shape.heads, Nq = shape.queries, Nk = shape.keys;
-                  const int64_t F = shape.features, dv = shape.value_dim, dv1 = dv + 1;
                   const DType dtype = s[0].dtype();
-                  const Tensor grad_out = grad.contiguous();
-                  Tensor grad_aug = empty_tensor({B, H, Nq, dv1}, dtype, s[0].device());  // (B, H, Nq, dv+1)
-                  Tensor grad_S_aug = zeros({B, H, F, dv1}, TensorOptions(dtype));       // (B, H, F, dv+1)
-                  Tensor grad_q = zeros(s[0].sizes(), TensorOptions(dtype));             // (B, H, Nq, F)
-                  Tensor grad_k = zeros(s[1].sizes(), TensorOptions(dtype));             // (B, H, Nk, F)
-                  Tensor grad_v = zeros({B, H, Nk, dv}, TensorOptions(dtype));            // (B, H, Nk, dv)
+                  const Tensor grad_out = with_unit_last_stride(grad);
+                  Tensor grad_q = empty_tensor(s[0].sizes(), dtype, s[0].device());  // (B, H, Nq, F)
+                  Tensor grad_k = empty_tensor(s[1].sizes(), dtype, s[1].device());  // (B, H, Nk, F)
+                  Tensor grad_v = head_layout_like(s[2], s[2].sizes(), dtype);      // (B, H, Nk, dv)
                   LUNA_DISPATCH_FLOAT(dtype, "linear_attention backward", [&] {
                     using T = scalar_t;
-                    kernels::augmented_output_grad<T>(grad_out.data_ptr<T>(), s[3].data_ptr<T>(), s[4].data_ptr<T>(),
-                                                      shape, grad_aug.data_ptr<T>());
-                    // ∂φ(q) = grad_aug S_augᵀ; ∂S_aug = φ(q)ᵀ grad_aug; ∂φ(k) = v_aug ∂S_augᵀ (0 where
-                    // padded, since v_aug is); ∂v = φ(k) ∂S, then padded rows zeroed.
-                    batched_gemm(dtype, B * H, false, true, Nq, F, dv1, grad_aug.data_ptr(), dv1, s[5].data_ptr(), dv1,
-                                 grad_q.data_ptr(), F, Nq * dv1, F * dv1, Nq * F);
-                    batched_gemm(dtype, B * H, true, false, F, dv1, Nq, s[0].data_ptr(), F, grad_aug.data_ptr(), dv1,
-                                 grad_S_aug.data_ptr(), dv1, Nq * F, Nq * dv1, F * dv1);
-                    batched_gemm(dtype, B * H, false, true, Nk, F, dv1, s[2].data_ptr(), dv1, grad_S_aug.data_ptr(),
-                                 dv1, grad_k.data_ptr(), F, Nk * dv1, F * dv1, Nk * F);
-                    batched_gemm(dtype, B * H, false, false, Nk, dv, F, s[1].data_ptr(), F, grad_S_aug.data_ptr(),
-                                 dv1, grad_v.data_ptr(), dv, Nk * F, F * dv1, Nk * dv);
-                    kernels::zero_padded_rows<T>(grad_v.data_ptr<T>(), mask_bytes(s[6]), shape, dv);
+                    kernels::linear_attention_backward<T>(
+                        head_rows<const T>(grad_out), s[0].data_ptr<T>(), s[1].data_ptr<T>(), head_rows<const T>(s[2]),
+                        mask_bytes(s[6]), head_rows<const T>(s[3]), s[4].data_ptr<T>(), s[5].data_ptr<T>(), shape,
+                        grad_q.data_ptr<T>(), grad_k.data_ptr<T>(), head_rows<T>(grad_v));
                   });
                   return Grads{grad_q, grad_k, grad_v};
                 });

@@ -263,69 +263,6 @@ void psi_backward_direct(const T* grad_out, const T* u, const T* out, const PsiP
 }
 
 // ---------------------------------------------------------------------------------------------
-// Non-causal linear attention: elementwise steps around the GEMMs that ops/luna.cpp runs.
-
-template <class T>
-void values_with_ones(const T* v, const uint8_t* key_padding_mask, const AttentionShape& shape, T* v_aug) {
-  const int64_t H = shape.heads, Nk = shape.keys, dv = shape.value_dim;
-  const int64_t rows = shape.batch * H * Nk;
-#pragma omp parallel for schedule(static) if (rows * dv > kParallelWork)
-  for (int64_t row = 0; row < rows; ++row) {
-    const int64_t batch = row / (H * Nk), j = row % Nk;
-    T* out_row = v_aug + row * (dv + 1);  // (dv + 1)
-    if (is_padded(key_padding_mask, batch, Nk, j)) {
-      std::fill(out_row, out_row + dv + 1, T(0));
-      continue;
-    }
-    std::copy(v + row * dv, v + (row + 1) * dv, out_row);
-    out_row[dv] = T(1);
-  }
-}
-
-template <class T>
-void normalize_numerators(const T* numerator_aug, const AttentionShape& shape, double eps, T* out, T* denominator) {
-  const int64_t dv = shape.value_dim;
-  const int64_t rows = shape.batch * shape.heads * shape.queries;
-#pragma omp parallel for schedule(static) if (rows * dv > kParallelWork)
-  for (int64_t row = 0; row < rows; ++row) {
-    const T* numerator = numerator_aug + row * (dv + 1);  // (dv + 1): φ(q)ᵀS then φ(q)ᵀz
-    const T den = numerator[dv] + T(eps);
-    denominator[row] = den;
-    const T inverse = T(1) / den;
-    for (int64_t e = 0; e < dv; ++e) out[row * dv + e] = numerator[e] * inverse;
-  }
-}
-
-template <class T>
-void augmented_output_grad(const T* grad_out, const T* out, const T* denominator, const AttentionShape& shape,
-                           T* grad_aug) {
-  const int64_t dv = shape.value_dim;
-  const int64_t rows = shape.batch * shape.heads * shape.queries;
-#pragma omp parallel for schedule(static) if (rows * dv > kParallelWork)
-  for (int64_t row = 0; row < rows; ++row) {
-    const T* grad_row = grad_out + row * dv;
-    const T* out_row = out + row * dv;
-    T* aug_row = grad_aug + row * (dv + 1);  // (dv + 1): ∂num then ∂den
-    const T inverse = T(1) / denominator[row];
-    T dot = 0;
-    for (int64_t e = 0; e < dv; ++e) {
-      aug_row[e] = grad_row[e] * inverse;
-      dot += grad_row[e] * out_row[e];
-    }
-    aug_row[dv] = -dot * inverse;
-  }
-}
-
-template <class T>
-void zero_padded_rows(T* rows, const uint8_t* key_padding_mask, const AttentionShape& shape, int64_t width) {
-  if (key_padding_mask == nullptr) return;
-  const int64_t H = shape.heads, Nk = shape.keys;
-  for (int64_t bh = 0; bh < shape.batch * H; ++bh)
-    for (int64_t j = 0; j < Nk; ++j)
-      if (is_padded(key_padding_mask, bh / H, Nk, j)) std::fill_n(rows + (bh * Nk + j) * width, width, T(0));
-}
-
-// ---------------------------------------------------------------------------------------------
 // Causal linear attention: one (batch, head) per iteration, float64 prefix sums.
 
 template <class T>
@@ -386,10 +323,6 @@ void causal_linear_attention_backward(const T* grad_out, const T* phi_q, const T
   template void psi_forward_direct<T>(const T*, const PsiParams<T>&, const PsiShape&, PsiActivation, T, T*);       \
   template void psi_backward_direct<T>(const T*, const T*, const T*, const PsiParams<T>&, const PsiShape&,         \
                                        PsiActivation, T, T*, const PsiGrads<T>&);                                  \
-  template void values_with_ones<T>(const T*, const uint8_t*, const AttentionShape&, T*);                          \
-  template void normalize_numerators<T>(const T*, const AttentionShape&, double, T*, T*);                          \
-  template void augmented_output_grad<T>(const T*, const T*, const T*, const AttentionShape&, T*);                 \
-  template void zero_padded_rows<T>(T*, const uint8_t*, const AttentionShape&, int64_t);                           \
   template void causal_linear_attention_forward<T>(const T*, const T*, const T*, const uint8_t*,                   \
                                                    const AttentionShape&, double, T*, T*, double*, double*);       \
   template void causal_linear_attention_backward<T>(const T*, const T*, const T*, const T*, const uint8_t*,        \

@@ -74,22 +74,30 @@ struct AttentionShape {
   int64_t batch = 0, heads = 0, queries = 0, keys = 0, features = 0, value_dim = 0;
 };
 
-// Non-causal attention runs as GEMMs in T (ops/luna.cpp) around these elementwise steps. Appending
-// a column of ones to v makes one GEMM give S and z together: S_aug = φ(k)ᵀ[v, 1] (F, dv+1), then
-// φ(q) S_aug = [numerator, φ(q)ᵀz] (Nq, dv+1).
-// v_aug (B, H, Nk, dv+1) = [v, 1], all zeros for a padded key (so it adds nothing to S and z).
+// A (B, H, N, width) operand whose rows may be strided (e.g. a head split (B, N, H, d) seen as
+// (B, H, N, d)): element (b, h, n, e) at data[b·batch + h·head + n·row + e].
 template <class T>
-void values_with_ones(const T* v, const uint8_t* key_padding_mask, const AttentionShape& shape, T* v_aug);
-// numerator_aug (B, H, Nq, dv+1) -> denominator = φ(q)ᵀz + ε (B, H, Nq) and out = numerator / denominator.
+struct HeadRows {
+  T* data;
+  int64_t batch, head, row;
+  T* at(int64_t b, int64_t h, int64_t n) const { return data + b * batch + h * head + n * row; }
+};
+
+// Non-causal attention (ops/luna_linear_attention.cpp), one (batch, head) per thread, as GEMMs in T
+// (float32 accumulation, as PyTorch's matmul). Appending a column of ones to v (zeros for a padded
+// key) makes S and z one matrix, S_aug = φ(k)ᵀ[v, 1] (F, dv+1); out = φ(q)S / (φ(q)ᵀz + ε).
+// S_aug (B, H, F, dv+1) and denominator (B, H, Nq) are written for the backward; out and v may
+// have strided rows.
 template <class T>
-void normalize_numerators(const T* numerator_aug, const AttentionShape& shape, double eps, T* out, T* denominator);
-// grad_aug (B, H, Nq, dv+1) = [G / den, −(G·out) / den]: the gradient at [numerator, φ(q)ᵀz].
+void linear_attention_forward(const T* phi_q, const T* phi_k, HeadRows<const T> v, const uint8_t* key_padding_mask,
+                              const AttentionShape& shape, double eps, HeadRows<T> out, T* denominator, T* S_aug);
+// grad_phi_q (B, H, Nq, F), grad_phi_k (B, H, Nk, F) contiguous; grad_v may have strided rows (zero
+// for a padded key).
 template <class T>
-void augmented_output_grad(const T* grad_out, const T* out, const T* denominator, const AttentionShape& shape,
-                           T* grad_aug);
-// Zeroes the (B, H, Nk, width) rows of padded keys.
-template <class T>
-void zero_padded_rows(T* rows, const uint8_t* key_padding_mask, const AttentionShape& shape, int64_t width);
+void linear_attention_backward(HeadRows<const T> grad_out, const T* phi_q, const T* phi_k, HeadRows<const T> v,
+                               const uint8_t* key_padding_mask, HeadRows<const T> out, const T* denominator,
+                               const T* S_aug, const AttentionShape& shape, T* grad_phi_q, T* grad_phi_k,
+                               HeadRows<T> grad_v);
 
 // Causal (Nq = Nk): prefix sums. S_state (B, H, F, dv) and z_state (B, H, F) hold the sums before
 // the first token on entry and after the last one on exit, so chunks can be streamed.

@@ -1,5 +1,8 @@
-// GEMM on OpenBLAS. Row-major with transpose flags, so transposed views never get copied.
+// GEMM: luna's thin-shape kernel where it applies (sgemm_thin.h: float32 products with one large and
+// otherwise small dimensions, on AVX-512 machines), OpenBLAS for everything else. Row-major with
+// transpose flags, so transposed views never get copied.
 #include <luna/backends/cpu/cpu_backend.h>
+#include <luna/backends/cpu/sgemm_thin.h>
 
 #include <cblas.h>
 
@@ -17,6 +20,7 @@ void CpuBackend::gemm(const GemmArgs& g) {
   LUNA_CHECK(largest <= int64_t(std::numeric_limits<blasint>::max()), "matmul: a matrix dimension or leading ",
              "dimension of ", largest, " exceeds what this BLAS indexes (", std::numeric_limits<blasint>::max(),
              "); split the product into smaller blocks");
+  if (sgemm_thin_applies(g)) return sgemm_thin(g);
   for (int64_t i = 0; i < g.batch; ++i) {
     if (g.dtype == kFloat32) {
       const float* a = static_cast<const float*>(g.a) + i * g.stride_a;

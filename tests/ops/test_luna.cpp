@@ -371,6 +371,45 @@ TEST_CASE("linear_attention float32 gradients match float64 ones", "[luna]") {
   }
 }
 
+TEST_CASE("linear_attention reads and writes head-interleaved (B, N, H, d) layouts in place", "[luna]") {
+  // Multi-head attention hands v over as a head split, a (B, H, N, d) view of (B, N, H, d) memory. The
+  // output then comes back in that layout (so merging the heads is free) and so does v's gradient;
+  // values and gradients equal those of the same call on contiguous copies. Large enough for the
+  // heads to run on several threads; one head alone runs serially.
+  for (DType dtype : {kFloat32, kFloat64})
+    for (int64_t H : {int64_t(1), int64_t(3)})
+      for (bool masked : {false, true}) {
+        CAPTURE(dtype, H, masked);
+        const int64_t B = 2, N = 300, F = 40, dv = 32;
+        std::vector<uint8_t> pad(size_t(B * N), 0);
+        for (int64_t j = 250; j < N; ++j) pad[size_t(N + j)] = 1;  // the second sequence ends at 250
+        const Tensor mask = tensor(pad, {B, N}).to(kBool);
+        const Tensor phi_q = uniform({B, H, N, F}, 21, 0, 1, dtype).clamp(0.1).requires_grad_(true);
+        const Tensor phi_k = uniform({B, H, N, F}, 22, -0.2, 1, dtype).clamp(0).requires_grad_(true);
+        const Tensor v_store = uniform({B, N, H, dv}, 23, -1, 1, dtype).requires_grad_(true);
+        const Tensor weights = uniform({B, H, N, dv}, 24, -1, 1, dtype);
+        LinearAttentionOptions options;
+        if (masked) options.key_padding_mask = mask;
+        const Tensor v_split = v_store.transpose(1, 2);  // (B, H, N, dv), interleaved
+        const Tensor out = linear_attention(phi_q, phi_k, v_split, options);
+        if (H > 1) REQUIRE(out.transpose(1, 2).is_contiguous());  // heads merge without a copy
+        (out * weights).sum().backward();
+        const std::vector<Values> split_grads = {values(phi_q.grad()), values(phi_k.grad()), values(v_store.grad())};
+        if (H > 1) REQUIRE(v_store.grad().is_contiguous());
+
+        const Tensor q2 = phi_q.detach().clone().requires_grad_(true), k2 = phi_k.detach().clone().requires_grad_(true);
+        const Tensor v2 = v_split.detach().contiguous().requires_grad_(true);
+        const Tensor out2 = linear_attention(q2, k2, v2, options);
+        REQUIRE(out2.is_contiguous());
+        (out2 * weights).sum().backward();
+        const double tol = dtype == kFloat64 ? 1e-12 : 2e-6;
+        require_close(values(out), values(out2), tol, tol);
+        require_close(split_grads[0], values(q2.grad()), tol, tol);
+        require_close(split_grads[1], values(k2.grad()), tol, tol);
+        require_close(split_grads[2], values(v2.grad().transpose(1, 2)), tol, tol);
+      }
+}
+
 TEST_CASE("luna_attention on a padded batch equals the unpadded sequences", "[luna]") {
   const int64_t H = 2, N = 7, d = 4, real = 4;
   LunaFeatureMapOptions o;

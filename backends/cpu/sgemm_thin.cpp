@@ -1,0 +1,283 @@
+// luna's thin-shape float32 GEMM (see sgemm_thin.h): an 8×32 AVX-512 register tile that broadcasts
+// A from wherever it lies and reads B from 16-column panels packed once per call (or per k block).
+//
+// Work split: a batch of at least as many products as threads runs one product per thread; a single
+// tall product splits its rows; a product with long k (the weight gradients) splits k, every thread
+// summing its slice into a private C that is added up in thread order, so a thread count always
+// gives the same bits.
+#include <luna/backends/cpu/sgemm_thin.h>
+#include <luna/backends/cpu/cpu_features.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include <omp.h>
+
+#include <immintrin.h>
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+// GCC 12's AVX-512 intrinsic headers trip this warning on their own internals (setzero and friends).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace luna::cpu {
+namespace {
+
+constexpr int kTileRows = 8;         // rows of C per register tile
+constexpr int64_t kPanel = 32;       // columns per packed B panel: two 16-lane vectors
+constexpr int64_t kMaxDepth = 512;   // k up to this runs in one pass over a fully packed B
+constexpr int64_t kDepthBlock = 256; // longer k runs in blocks of this many (a B block stays in L2)
+constexpr int64_t kRowTask = 96;     // rows per parallel task of a tall product (16 tiles)
+constexpr double kParallelFlops = 1 << 21;
+
+// Element (i, j) of a matrix operand is data[i·rs + j·cs].
+struct View {
+  const float* data;
+  int64_t rs, cs;
+};
+
+// A thread's scratch, grown as needed and kept: packing buffers and partial sums are then not
+// allocated per call. 0: packed B, 1: partial sums.
+std::vector<float>& scratch(int which) {
+  thread_local std::vector<float> buffers[2];
+  return buffers[which];
+}
+
+// B rows [k0, k0 + kc), all n columns, as panels of 16 columns: element (p, j) of panel q at
+// q·kc·16 + p·16 + (j − 16q); columns past n are zero.
+void pack_b(const View& b, int64_t k0, int64_t kc, int64_t n, float* packed) {
+  const int64_t panels = (n + kPanel - 1) / kPanel;
+  for (int64_t q = 0; q < panels; ++q) {
+    float* dst = packed + q * kc * kPanel;
+    const int64_t j0 = q * kPanel, width = std::min(kPanel, n - j0);
+    if (width < kPanel)
+      for (int64_t p = 0; p < kc; ++p) std::fill(dst + p * kPanel + width, dst + (p + 1) * kPanel, 0.0f);
+    if (b.cs == 1) {  // rows of B contiguous
+      for (int64_t p = 0; p < kc; ++p)
+        std::memcpy(dst + p * kPanel, b.data + (k0 + p) * b.rs + j0, size_t(width) * sizeof(float));
+    } else {  // a transposed B: walk each column of the panel, contiguous when rs = 1
+      for (int64_t j = 0; j < width; ++j) {
+        const float* src = b.data + (j0 + j) * b.cs + k0 * b.rs;
+        for (int64_t p = 0; p < kc; ++p) dst[p * kPanel + j] = src[p * b.rs];
+      }
+    }
+  }
+}
+
+// The register tile runs in AVX-512 (16 lanes, 32 registers): OpenBLAS's own kernels use it on the
+// machines that have it, and an 8-lane tile cannot reach their rate. It is compiled for AVX-512 by
+// function attribute and only called after a runtime check (sgemm_thin_applies), so the library
+// still runs on x86-64-v3 machines, where every product stays with OpenBLAS.
+#define LUNA_AVX512 LUNA_TARGET_AVX512
+
+// C tile (R rows × up to 16·V columns, `cols` of them real) = alpha·A_tile·B_panel + beta·C_tile, over
+// kc steps. A's R rows are broadcast one element at a time from wherever they lie.
+template <int R, int V>
+LUNA_AVX512 void tile(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* panel, float* c,
+                      int64_t ldc, int cols, float alpha, float beta) {
+  __m512 acc[R][V];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
+  if (cs_a == 1) {  // A's rows run along k
+    const float* rows[R];
+    for (int r = 0; r < R; ++r) rows[r] = a + r * rs_a;
+    for (int64_t p = 0; p < kc; ++p) {
+      __m512 b[V];
+      for (int v = 0; v < V; ++v) b[v] = _mm512_loadu_ps(panel + p * kPanel + 16 * v);
+      for (int r = 0; r < R; ++r) {
+        const __m512 x = _mm512_set1_ps(rows[r][p]);
+        for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(x, b[v], acc[r][v]);
+      }
+    }
+  } else {  // A transposed: the R values of one k step are rs_a apart (usually adjacent)
+    const float* column = a;
+    for (int64_t p = 0; p < kc; ++p, column += cs_a) {
+      __m512 b[V];
+      for (int v = 0; v < V; ++v) b[v] = _mm512_loadu_ps(panel + p * kPanel + 16 * v);
+      for (int r = 0; r < R; ++r) {
+        const __m512 x = _mm512_set1_ps(column[r * rs_a]);
+        for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(x, b[v], acc[r][v]);
+      }
+    }
+  }
+  const __m512 alpha16 = _mm512_set1_ps(alpha), beta16 = _mm512_set1_ps(beta);
+  for (int r = 0; r < R; ++r) {
+    float* row = c + r * ldc;
+    for (int v = 0; v < V; ++v) {
+      const int valid = cols - 16 * v;
+      if (valid <= 0) break;
+      const __mmask16 mask = valid >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << valid) - 1);
+      __m512 value = alpha == 1.0f ? acc[r][v] : _mm512_mul_ps(alpha16, acc[r][v]);
+      if (beta != 0.0f) value = _mm512_fmadd_ps(beta16, _mm512_maskz_loadu_ps(mask, row + 16 * v), value);
+      _mm512_mask_storeu_ps(row + 16 * v, mask, value);
+    }
+  }
+}
+
+template <int V>
+void tile_rows(int rows, int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* panel, float* c,
+               int64_t ldc, int cols, float alpha, float beta) {
+  switch (rows) {
+    case 8: return tile<8, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta);
+    case 7: return tile<7, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta);
+    case 6: return tile<6, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta);
+    case 5: return tile<5, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta);
+    case 4: return tile<4, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta);
+    case 3: return tile<3, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta);
+    case 2: return tile<2, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta);
+    default: return tile<1, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta);
+  }
+}
+
+
+// C rows [i0, i1) over k steps [k0, k0 + kc), B's block already packed.
+// Asks for the cache lines of `rows` rows of `width` floats, `stride` apart, ahead of their use. The
+// products here are short on arithmetic per byte (k or n of 32 to 128), so a tile waiting for DRAM
+// at its start costs about as much as its multiply-adds; hardware prefetchers do not cross into the
+// next tile's rows (a new 4 KiB page for each row when rows are long).
+enum class Prefetch { Read, Write, ReadToL2 };
+inline void prefetch_rows(const float* first, int64_t rows, int64_t width, int64_t stride, Prefetch kind) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const char* row = reinterpret_cast<const char*>(first + r * stride);
+    for (int64_t byte = 0; byte < width * int64_t(sizeof(float)); byte += 64) {
+      if (kind == Prefetch::Write) _mm_prefetch(row + byte, _MM_HINT_ET0);
+      else if (kind == Prefetch::Read) _mm_prefetch(row + byte, _MM_HINT_T0);
+      else _mm_prefetch(row + byte, _MM_HINT_T1);
+    }
+  }
+}
+
+void rows_times_panels(const View& a, int64_t k0, int64_t kc, const float* packed, int64_t n, float* c, int64_t ldc,
+                       int64_t i0, int64_t i1, float alpha, float beta) {
+  const int64_t panels = (n + kPanel - 1) / kPanel;
+  for (int64_t i = i0; i < i1; i += kTileRows) {
+    const int rows = int(std::min<int64_t>(kTileRows, i1 - i));
+    const float* a_tile = a.data + i * a.rs + k0 * a.cs;
+    const int64_t next = i + kTileRows, next_rows = std::min<int64_t>(kTileRows, i1 - next);
+    if (next_rows > 0) {  // the next tile's A rows (when they run along k) and C rows
+      if (a.cs == 1) prefetch_rows(a_tile + kTileRows * a.rs, next_rows, kc, a.rs, Prefetch::Read);
+      prefetch_rows(c + next * ldc, next_rows, n, ldc, beta == 0.0f ? Prefetch::Write : Prefetch::Read);
+    }
+    for (int64_t q = 0; q < panels; ++q) {
+      const int cols = int(std::min(kPanel, n - q * kPanel));
+      const float* panel = packed + q * kc * kPanel;
+      float* c_tile = c + i * ldc + q * kPanel;
+      if (cols > 16) tile_rows<2>(rows, kc, a_tile, a.rs, a.cs, panel, c_tile, ldc, cols, alpha, beta);
+      else tile_rows<1>(rows, kc, a_tile, a.rs, a.cs, panel, c_tile, ldc, cols, alpha, beta);
+    }
+  }
+}
+
+void scale_c(float* c, int64_t ldc, int64_t m, int64_t n, float beta) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+}
+
+// C = alpha·A·B + beta·C over k in blocks, serially: the first block applies beta, later ones add.
+// C = alpha·A·B + beta·C over k in blocks, serially: the first block applies beta, later ones add.
+// While a block's tiles run, the next block's rows of A and B are fetched into L2, spread over the
+// tiles: here A is often transposed (a weight gradient's Gᵀ, φ(k)ᵀ), so each k step of a tile reads
+// 32 bytes of a new row, a pattern the hardware prefetchers do not follow across pages.
+void long_depth_serial(const View& a, const View& b, float* c, int64_t ldc, int64_t m, int64_t n, int64_t k0,
+                       int64_t k1, float alpha, float beta) {
+  std::vector<float>& packed = scratch(0);
+  const int64_t panels = (n + kPanel - 1) / kPanel, tiles = (m + kTileRows - 1) / kTileRows;
+  packed.resize(size_t(std::min(kDepthBlock, k1 - k0) * panels * kPanel));
+  for (int64_t kb = k0; kb < k1; kb += kDepthBlock) {
+    const int64_t kc = std::min(kDepthBlock, k1 - kb), next_kc = std::min(kDepthBlock, k1 - kb - kc);
+    const float block_beta = kb == k0 ? beta : 1.0f;
+    pack_b(b, kb, kc, n, packed.data());
+    for (int64_t t = 0; t < tiles; ++t) {
+      if (next_kc > 0 && a.rs == 1) {
+        const int64_t first = kb + kc + next_kc * t / tiles, last = kb + kc + next_kc * (t + 1) / tiles;
+        prefetch_rows(a.data + first * a.cs, last - first, m, a.cs, Prefetch::ReadToL2);
+        if (b.cs == 1) prefetch_rows(b.data + first * b.rs, last - first, n, b.rs, Prefetch::ReadToL2);
+      }
+      rows_times_panels(a, kb, kc, packed.data(), n, c, ldc, t * kTileRows, std::min(m, (t + 1) * kTileRows), alpha,
+                        block_beta);
+    }
+  }
+}
+
+// One product. `threads` > 1 lets it split rows (short k) or k (long k) over that many threads.
+void gemm_single(const View& a, const View& b, float* c, int64_t ldc, int64_t m, int64_t n, int64_t k, float alpha,
+                 float beta, int threads) {
+  if (k == 0) return scale_c(c, ldc, m, n, beta);
+  if (k <= kMaxDepth) {
+    std::vector<float>& packed = scratch(0);
+    packed.resize(size_t(k * ((n + kPanel - 1) / kPanel) * kPanel));
+    pack_b(b, 0, k, n, packed.data());
+    const float* panels = packed.data();
+    const int64_t tasks = (m + kRowTask - 1) / kRowTask;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && tasks > 1)
+    for (int64_t t = 0; t < tasks; ++t)
+      rows_times_panels(a, 0, k, panels, n, c, ldc, t * kRowTask, std::min(m, (t + 1) * kRowTask), alpha, beta);
+    return;
+  }
+  const int64_t blocks = (k + kDepthBlock - 1) / kDepthBlock;
+  const int parts = int(std::min<int64_t>(threads, blocks));
+  if (parts <= 1) return long_depth_serial(a, b, c, ldc, m, n, 0, k, alpha, beta);
+  // Each part sums its k slice into a private (m, n) buffer; the parts are then added in order.
+  std::vector<float*> partial(static_cast<size_t>(parts));
+#pragma omp parallel num_threads(parts)
+  {
+    const int part = omp_get_thread_num();
+    const int64_t first = blocks * part / parts, last = blocks * (part + 1) / parts;
+    std::vector<float>& sum = scratch(1);
+    sum.resize(size_t(m * n));
+    partial[size_t(part)] = sum.data();
+    long_depth_serial(a, b, sum.data(), n, m, n, first * kDepthBlock, std::min(k, last * kDepthBlock), 1.0f, 0.0f);
+#pragma omp barrier
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < m; ++i) {
+      float* row = c + i * ldc;
+      for (int64_t j = 0; j < n; ++j) {
+        float total = partial[0][i * n + j];
+        for (int p = 1; p < parts; ++p) total += partial[size_t(p)][i * n + j];
+        row[j] = beta == 0.0f ? alpha * total : alpha * total + beta * row[j];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool sgemm_thin_applies(const GemmArgs& g) {
+  if (g.dtype != kFloat32 || g.m <= 0 || g.n <= 0 || !cpu_has_avx512()) return false;
+  const bool tall = g.k <= kMaxDepth && g.n <= 256 && g.m >= 64;
+  const bool long_depth = g.k > kMaxDepth && g.m <= 256 && g.n <= 256;
+  return tall || long_depth;
+}
+
+void sgemm_thin(const GemmArgs& g) {
+  if (g.m <= 0 || g.n <= 0 || g.batch <= 0) return;
+  const float* a = static_cast<const float*>(g.a);
+  const float* b = static_cast<const float*>(g.b);
+  float* c = static_cast<float*>(g.c);
+  const View a_view{a, g.trans_a ? 1 : g.lda, g.trans_a ? g.lda : 1};
+  const View b_view{b, g.trans_b ? 1 : g.ldb, g.trans_b ? g.ldb : 1};
+  const float alpha = float(g.alpha), beta = float(g.beta);
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const double flops = 2.0 * double(g.batch) * double(g.m) * double(g.n) * double(g.k);
+  if (threads > 1 && g.batch >= threads && flops >= kParallelFlops) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t i = 0; i < g.batch; ++i)
+      gemm_single({a + i * g.stride_a, a_view.rs, a_view.cs}, {b + i * g.stride_b, b_view.rs, b_view.cs},
+                  c + i * g.stride_c, g.ldc, g.m, g.n, g.k, alpha, beta, 1);
+    return;
+  }
+  const int inner_threads = flops / double(g.batch) >= kParallelFlops ? threads : 1;
+  for (int64_t i = 0; i < g.batch; ++i)
+    gemm_single({a + i * g.stride_a, a_view.rs, a_view.cs}, {b + i * g.stride_b, b_view.rs, b_view.cs},
+                c + i * g.stride_c, g.ldc, g.m, g.n, g.k, alpha, beta, inner_threads);
+}
+
+void sgemm_thin_serial(const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b, int64_t cs_b,
+                       float* c, int64_t ldc, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
+  if (m <= 0 || n <= 0) return;
+  gemm_single({a, rs_a, cs_a}, {b, rs_b, cs_b}, c, ldc, m, n, k, alpha, beta, 1);
+}
+
+}  // namespace luna::cpu

@@ -1,0 +1,29 @@
+// luna's own float32 GEMM for thin shapes: one of m, k large and the other dimensions at most a few
+// hundred, as in every product of a small-width model over many tokens ((T, 64) · (64, 128), the
+// weight gradients (64, T) · (T, 128), the per-head linear attention). OpenBLAS reaches a third to a
+// half of its square-matrix rate there: it packs both operands and sizes its blocks for large
+// matrices. This path streams A straight from memory (broadcasts from any layout, so transposed
+// views cost nothing), packs only the small B, writes C once (no zero fill for beta = 0) and splits
+// the work over batches, rows or k. Internal to the CPU backend (gemm.cpp); tests call it directly.
+#pragma once
+#include <luna/backends/backend.h>
+
+namespace luna::cpu {
+
+// Whether sgemm_thin takes this product (float32 and a thin shape, where it was measured faster
+// than OpenBLAS); if not, the caller uses OpenBLAS.
+bool sgemm_thin_applies(const GemmArgs& g);
+
+// C = alpha·op(A)·op(B) + beta·C for float32 with GemmArgs' row-major conventions, any sizes (k = 0
+// included). Accumulates in float32 with fused multiply-adds, so it agrees with any other float32
+// GEMM to rounding, not bit for bit.
+void sgemm_thin(const GemmArgs& g);
+
+// One product on the calling thread, for kernels that run their own parallel loop (one attention
+// head per thread): C (m×n, row stride ldc) = alpha·A·B + beta·C with element (i, p) of A at
+// a[i·rs_a + p·cs_a] and (p, j) of B at b[p·rs_b + j·cs_b], so any transposed or strided view goes
+// in as it is. Needs AVX-512: call only when cpu_has_avx512() (cpu_features.h).
+void sgemm_thin_serial(const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b, int64_t cs_b,
+                       float* c, int64_t ldc, int64_t m, int64_t n, int64_t k, float alpha, float beta);
+
+}  // namespace luna::cpu

@@ -1,0 +1,206 @@
+// Non-causal kernelized linear attention (spec/LUNA.md §1) on the CPU, one (batch, head) per thread:
+//   S_aug = φ(k)ᵀ[v, 1] (F, dv+1),   out = φ(q)S / (φ(q)ᵀz + ε)
+// and its backward, as GEMMs in T around short passes over rows that are still in cache. A head's
+// operands (φ(q), φ(k): N·F values each) fit in L2, so each product reads them from there; v, out and
+// their gradients are read and written through their row strides, so a head split never gets copied.
+// float32 on AVX-512 runs luna's thin GEMM (backends/cpu/sgemm_thin.h), which takes every operand
+// in place; otherwise OpenBLAS, single-threaded inside the head loop. Declared in ops/luna_kernels.h.
+//
+// The products keep every matrix 32 columns wide where it can (dv = 32 by default): S = φ(k)ᵀv and
+// ∂S = φ(q)ᵀ∂num are GEMMs, while their extra column, z = φ(k)ᵀ1 and ∂z = φ(q)ᵀ∂den, is a separate
+// pass, because a 33rd column would cost a GEMM kernel a whole extra 16- or 32-wide panel.
+#include <luna/ops/luna_kernels.h>
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include <luna/backends/cpu/blas_threads.h>
+#include <luna/backends/cpu/cpu_features.h>
+#include <luna/backends/cpu/sgemm_thin.h>
+
+namespace luna::cpu::luna_kernels {
+namespace {
+
+// Below this much work a head loop stays on one thread.
+constexpr int64_t kParallelWork = 1 << 16;
+
+// Element (i, p) of a matrix operand is data[i·rs + p·cs]; one of the strides is 1.
+template <class T>
+struct Matrix {
+  const T* data;
+  int64_t rs, cs;
+};
+
+// C (m×n, row stride ldc) = A·B (beta = 0) on the calling thread.
+template <class T>
+void product(bool thin, Matrix<T> a, Matrix<T> b, T* c, int64_t ldc, int64_t m, int64_t n, int64_t k) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, T(0));
+    return;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (thin) return sgemm_thin_serial(a.data, a.rs, a.cs, b.data, b.rs, b.cs, c, ldc, m, n, k, 1.0f, 0.0f);
+  }
+  // BLAS: a unit column stride is a plain row-major matrix, a unit row stride its transpose.
+  const bool trans_a = a.cs != 1, trans_b = b.cs != 1;
+  const blasint lda = blasint(trans_a ? a.cs : a.rs), ldb = blasint(trans_b ? b.cs : b.rs);
+  const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
+  if constexpr (std::is_same_v<T, float>)
+    cblas_sgemm(CblasRowMajor, ta, tb, blasint(m), blasint(n), blasint(k), 1.0f, a.data, lda, b.data, ldb, 0.0f, c,
+                blasint(ldc));
+  else
+    cblas_dgemm(CblasRowMajor, ta, tb, blasint(m), blasint(n), blasint(k), 1.0, a.data, lda, b.data, ldb, 0.0, c,
+                blasint(ldc));
+}
+
+inline bool is_padded(const uint8_t* mask, int64_t batch, int64_t keys, int64_t j) {
+  return mask != nullptr && mask[batch * keys + j] != 0;
+}
+
+// [v, 1] of one head (Nk, dv+1), all zeros for a padded key (so it adds nothing to S and z).
+template <class T>
+void values_with_ones(HeadRows<const T> v, const uint8_t* mask, int64_t b, int64_t h, int64_t Nk, int64_t dv,
+                      T* v_aug) {
+  for (int64_t j = 0; j < Nk; ++j) {
+    T* row = v_aug + j * (dv + 1);
+    if (is_padded(mask, b, Nk, j)) {
+      std::fill(row, row + dv + 1, T(0));
+      continue;
+    }
+    const T* src = v.at(b, h, j);
+    std::copy(src, src + dv, row);
+    row[dv] = T(1);
+  }
+}
+
+// out[f·stride] = Σ_i weight[i·weight_stride] · rows[i·F + f]: z = φ(k)ᵀ[mask] and ∂z = φ(q)ᵀ∂den,
+// summed in row order (the inner loop over f vectorises).
+template <class T>
+void weighted_row_sum(const T* rows, int64_t count, int64_t F, const T* weight, int64_t weight_stride, T* out,
+                      int64_t out_stride, std::vector<T>& scratch) {
+  scratch.assign(size_t(F), T(0));
+  T* sum = scratch.data();
+  for (int64_t i = 0; i < count; ++i) {
+    const T w = weight[i * weight_stride];
+    if (w == T(0)) continue;  // a padded key
+    const T* row = rows + i * F;
+    for (int64_t f = 0; f < F; ++f) sum[f] += w * row[f];
+  }
+  for (int64_t f = 0; f < F; ++f) out[f * out_stride] = sum[f];
+}
+
+// φ(q_i)ᵀz with eight partial sums (a fixed order that vectorises).
+template <class T>
+inline T dot(const T* a, const T* b, int64_t n) {
+  T partial[8] = {};
+  int64_t f = 0;
+  for (; f + 8 <= n; f += 8)
+    for (int s = 0; s < 8; ++s) partial[s] += a[f + s] * b[f + s];
+  T total = 0;
+  for (int s = 0; s < 8; ++s) total += partial[s];
+  for (; f < n; ++f) total += a[f] * b[f];
+  return total;
+}
+
+bool use_thin(bool is_float) { return is_float && cpu_has_avx512(); }
+
+}  // namespace
+
+template <class T>
+void linear_attention_forward(const T* phi_q, const T* phi_k, HeadRows<const T> v, const uint8_t* key_padding_mask,
+                              const AttentionShape& shape, double eps, HeadRows<T> out, T* denominator, T* S_aug) {
+  const int64_t B = shape.batch, H = shape.heads, Nq = shape.queries, Nk = shape.keys, F = shape.features;
+  const int64_t dv = shape.value_dim, dv1 = dv + 1, BH = B * H;
+  const bool thin = use_thin(std::is_same_v<T, float>);
+  const bool parallel = BH > 1 && (Nq + Nk) * F * dv >= kParallelWork;
+  SingleThreadedBlas single_threaded_blas(parallel && !thin);
+#pragma omp parallel if (parallel)
+  {
+    std::vector<T> v_aug(size_t(Nk * dv1)), sums;  // (Nk, dv+1), (F)
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < BH; ++bh) {
+      const int64_t b = bh / H, h = bh % H;
+      const T* q = phi_q + bh * Nq * F;  // (Nq, F)
+      const T* k = phi_k + bh * Nk * F;  // (Nk, F)
+      T* S = S_aug + bh * F * dv1;        // (F, dv+1): [S, z]
+      values_with_ones(v, key_padding_mask, b, h, Nk, dv, v_aug.data());
+      product<T>(thin, {k, 1, F}, {v_aug.data(), dv1, 1}, S, dv1, F, dv, Nk);  // S = φ(k)ᵀv
+      weighted_row_sum(k, Nk, F, v_aug.data() + dv, dv1, S + dv, dv1, sums);  // z
+      T* o = out.at(b, h, 0);
+      product<T>(thin, {q, F, 1}, {S, dv1, 1}, o, out.row, Nq, dv, F);  // numerator, in place in out
+      sums.resize(size_t(F));
+      for (int64_t f = 0; f < F; ++f) sums[size_t(f)] = S[f * dv1 + dv];
+      for (int64_t i = 0; i < Nq; ++i) {
+        const T den = dot(q + i * F, sums.data(), F) + T(eps);
+        denominator[bh * Nq + i] = den;
+        const T inverse = T(1) / den;
+        T* row = o + i * out.row;
+        for (int64_t e = 0; e < dv; ++e) row[e] *= inverse;
+      }
+    }
+  }
+}
+
+template <class T>
+void linear_attention_backward(HeadRows<const T> grad_out, const T* phi_q, const T* phi_k, HeadRows<const T> v,
+                               const uint8_t* key_padding_mask, HeadRows<const T> out, const T* denominator,
+                               const T* S_aug, const AttentionShape& shape, T* grad_phi_q, T* grad_phi_k,
+                               HeadRows<T> grad_v) {
+  const int64_t B = shape.batch, H = shape.heads, Nq = shape.queries, Nk = shape.keys, F = shape.features;
+  const int64_t dv = shape.value_dim, dv1 = dv + 1, BH = B * H;
+  const bool thin = use_thin(std::is_same_v<T, float>);
+  const bool parallel = BH > 1 && (Nq + Nk) * F * dv >= kParallelWork;
+  SingleThreadedBlas single_threaded_blas(parallel && !thin);
+#pragma omp parallel if (parallel)
+  {
+    std::vector<T> grad_aug(size_t(Nq * dv1)), v_aug(size_t(Nk * dv1)), grad_S(size_t(F * dv1)), sums;
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < BH; ++bh) {
+      const int64_t b = bh / H, h = bh % H;
+      const T* q = phi_q + bh * Nq * F;    // (Nq, F)
+      const T* k = phi_k + bh * Nk * F;    // (Nk, F)
+      const T* S = S_aug + bh * F * dv1;   // (F, dv+1)
+      // ∂[numerator, φ(q)ᵀz] = [G / den, −(G·out) / den] (Nq, dv+1).
+      for (int64_t i = 0; i < Nq; ++i) {
+        const T* g = grad_out.at(b, h, i);
+        const T* o = out.at(b, h, i);
+        T* aug = grad_aug.data() + i * dv1;
+        const T inverse = T(1) / denominator[bh * Nq + i];
+        T dot_go = 0;
+        for (int64_t e = 0; e < dv; ++e) {
+          aug[e] = g[e] * inverse;
+          dot_go += g[e] * o[e];
+        }
+        aug[dv] = -dot_go * inverse;
+      }
+      // ∂φ(q) = ∂aug S_augᵀ; ∂S = φ(q)ᵀ∂num and ∂z = φ(q)ᵀ∂den; ∂φ(k) = [v, 1] ∂S_augᵀ (0 where padded,
+      // since [v, 1] is); ∂v = φ(k) ∂S, padded rows zeroed.
+      product<T>(thin, {grad_aug.data(), dv1, 1}, {S, 1, dv1}, grad_phi_q + bh * Nq * F, F, Nq, F, dv1);
+      product<T>(thin, {q, 1, F}, {grad_aug.data(), dv1, 1}, grad_S.data(), dv1, F, dv, Nq);
+      weighted_row_sum(q, Nq, F, grad_aug.data() + dv, dv1, grad_S.data() + dv, dv1, sums);
+      values_with_ones(v, key_padding_mask, b, h, Nk, dv, v_aug.data());
+      product<T>(thin, {v_aug.data(), dv1, 1}, {grad_S.data(), 1, dv1}, grad_phi_k + bh * Nk * F, F, Nk, F, dv1);
+      T* gv = grad_v.at(b, h, 0);
+      product<T>(thin, {k, F, 1}, {grad_S.data(), dv1, 1}, gv, grad_v.row, Nk, dv, F);
+      for (int64_t j = 0; j < Nk; ++j)
+        if (is_padded(key_padding_mask, b, Nk, j)) std::fill(gv + j * grad_v.row, gv + j * grad_v.row + dv, T(0));
+    }
+  }
+}
+
+#define LUNA_INSTANTIATE_LINEAR_ATTENTION(T)                                                                        \
+  template void linear_attention_forward<T>(const T*, const T*, HeadRows<const T>, const uint8_t*,                \
+                                            const AttentionShape&, double, HeadRows<T>, T*, T*);                  \
+  template void linear_attention_backward<T>(HeadRows<const T>, const T*, const T*, HeadRows<const T>,            \
+                                             const uint8_t*, HeadRows<const T>, const T*, const T*,               \
+                                             const AttentionShape&, T*, T*, HeadRows<T>);
+
+LUNA_INSTANTIATE_LINEAR_ATTENTION(float)
+LUNA_INSTANTIATE_LINEAR_ATTENTION(double)
+#undef LUNA_INSTANTIATE_LINEAR_ATTENTION
+
+}  // namespace luna::cpu::luna_kernels

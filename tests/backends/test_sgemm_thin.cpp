@@ -1,0 +1,181 @@
+// luna's thin-shape float32 GEMM (backends/cpu/sgemm_thin.h) against a plain double-precision loop:
+// every transpose combination, odd sizes (row tiles of 8 and column panels of 32 with their tails),
+// strided leading dimensions, alpha/beta (including beta = 0 over a C full of NaN, which must not
+// leak), batches (one product per thread), long k (split over threads, summed in thread order: the
+// same bits every run), k = 0, and the serial entry point on strided operands. Also which shapes the
+// backend hands to it.
+#include "test_util.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+
+#include <luna/backends/cpu/cpu_features.h>
+#include <luna/backends/cpu/sgemm_thin.h>
+
+using namespace luna;
+
+namespace {
+
+struct Case {
+  int64_t batch, m, n, k;
+  bool trans_a, trans_b;
+  int64_t pad_a = 0, pad_b = 0, pad_c = 0;  // extra leading-dimension elements
+  float alpha = 1.0f, beta = 0.0f;
+};
+
+// Runs sgemm_thin on random operands and returns max |C − reference| / max(1, max |reference|).
+double relative_error(const Case& c, uint32_t seed, std::vector<float>* result = nullptr) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  const int64_t a_rows = c.trans_a ? c.k : c.m, a_cols = c.trans_a ? c.m : c.k;
+  const int64_t b_rows = c.trans_b ? c.n : c.k, b_cols = c.trans_b ? c.k : c.n;
+  const int64_t lda = a_cols + c.pad_a, ldb = b_cols + c.pad_b, ldc = c.n + c.pad_c;
+  const int64_t stride_a = a_rows * lda + 3, stride_b = b_rows * ldb + 5, stride_c = c.m * ldc + 7;
+  std::vector<float> a(size_t(c.batch * stride_a)), b(size_t(c.batch * stride_b)), out(size_t(c.batch * stride_c));
+  for (float& x : a) x = uniform(rng);
+  for (float& x : b) x = uniform(rng);
+  for (float& x : out) x = c.beta == 0.0f ? std::numeric_limits<float>::quiet_NaN() : uniform(rng);
+  const std::vector<float> before = out;
+  GemmArgs g;
+  g.dtype = kFloat32;
+  g.trans_a = c.trans_a;
+  g.trans_b = c.trans_b;
+  g.m = c.m;
+  g.n = c.n;
+  g.k = c.k;
+  g.alpha = c.alpha;
+  g.beta = c.beta;
+  g.a = a.data();
+  g.lda = lda;
+  g.stride_a = stride_a;
+  g.b = b.data();
+  g.ldb = ldb;
+  g.stride_b = stride_b;
+  g.c = out.data();
+  g.ldc = ldc;
+  g.stride_c = stride_c;
+  g.batch = c.batch;
+  cpu::sgemm_thin(g);
+  double worst = 0, scale = 1;
+  for (int64_t p = 0; p < c.batch; ++p)
+    for (int64_t i = 0; i < c.m; ++i)
+      for (int64_t j = 0; j < c.n; ++j) {
+        double sum = 0;
+        for (int64_t q = 0; q < c.k; ++q) {
+          const double av = c.trans_a ? a[size_t(p * stride_a + q * lda + i)] : a[size_t(p * stride_a + i * lda + q)];
+          const double bv = c.trans_b ? b[size_t(p * stride_b + j * ldb + q)] : b[size_t(p * stride_b + q * ldb + j)];
+          sum += av * bv;
+        }
+        const size_t at = size_t(p * stride_c + i * ldc + j);
+        const double want = c.alpha * sum + (c.beta == 0.0f ? 0.0 : c.beta * double(before[at]));
+        scale = std::max(scale, std::fabs(want));
+        const double got = out[at];
+        worst = std::isfinite(got) ? std::max(worst, std::fabs(got - want)) : std::numeric_limits<double>::infinity();
+      }
+  // Nothing outside C's rows and columns was touched.
+  for (int64_t p = 0; p < c.batch; ++p)
+    for (int64_t i = 0; i < stride_c; ++i) {
+      const bool inside = i < c.m * ldc && i % ldc < c.n;
+      const size_t at = size_t(p * stride_c + i);
+      if (!inside && std::memcmp(&out[at], &before[at], sizeof(float)) != 0) return std::numeric_limits<double>::infinity();
+    }
+  if (result != nullptr) *result = out;
+  return worst / scale;
+}
+
+}  // namespace
+
+TEST_CASE("sgemm_thin matches a double-precision loop over shapes, layouts, tails and alpha/beta", "[gemm]") {
+  if (!cpu::cpu_has_avx512()) {
+    WARN("this CPU has no AVX-512: sgemm_thin is not used here and its kernel cannot run");
+    return;
+  }
+  std::vector<Case> cases;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      for (int64_t m : {1, 7, 8, 9, 23, 100})
+        for (int64_t n : {1, 15, 16, 17, 32, 33, 64, 100})
+          for (int64_t k : {1, 3, 33, 128}) cases.push_back({1, m, n, k, ta, tb});
+      cases.push_back({1, 333, 65, 31, ta, tb, 3, 5, 7, 0.5f, 0.0f});      // padded leading dims
+      cases.push_back({1, 70, 40, 20, ta, tb, 0, 0, 2, -1.5f, 0.75f});     // alpha, beta
+      cases.push_back({1, 17, 48, 29, ta, tb, 1, 0, 0, 1.0f, 1.0f});       // beta = 1 (bias prefilled)
+      cases.push_back({5, 61, 33, 129, ta, tb, 0, 2, 1});                  // a batch, one product per thread
+      cases.push_back({1, 40, 70, 3000, ta, tb});                          // long k, blocks of 256
+      cases.push_back({1, 9, 17, 1301, ta, tb, 2, 1, 3, 2.0f, 0.5f});      // long k with a ragged last block
+      cases.push_back({1, 1000, 64, 64, ta, tb});                          // tall: rows split over threads
+    }
+  uint32_t seed = 1;
+  for (const Case& c : cases) {
+    INFO("batch " << c.batch << " m " << c.m << " n " << c.n << " k " << c.k << " trans " << c.trans_a << c.trans_b
+                  << " pads " << c.pad_a << "," << c.pad_b << "," << c.pad_c << " alpha " << c.alpha << " beta "
+                  << c.beta);
+    REQUIRE(relative_error(c, seed++) < 2e-6);
+  }
+  SECTION("k = 0 scales C by beta (0 overwrites, NaN included)") {
+    REQUIRE(relative_error({1, 13, 21, 0, false, false, 0, 0, 0, 1.0f, 0.0f}, 7) == 0.0);
+    REQUIRE(relative_error({1, 13, 21, 0, true, true, 0, 0, 2, 1.0f, 0.5f}, 8) == 0.0);
+  }
+}
+
+TEST_CASE("sgemm_thin gives the same bits on every run, threads included", "[gemm]") {
+  if (!cpu::cpu_has_avx512()) {
+    WARN("this CPU has no AVX-512: sgemm_thin is not used here");
+    return;
+  }
+  const int saved = get_num_threads();
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    std::vector<float> first, second;
+    const Case c{1, 64, 96, 6000, true, false};  // a weight gradient: k split over the threads
+    REQUIRE(relative_error(c, 3, &first) < 1e-5);
+    REQUIRE(relative_error(c, 3, &second) < 1e-5);
+    REQUIRE(std::memcmp(first.data(), second.data(), first.size() * sizeof(float)) == 0);
+  }
+  set_num_threads(saved);
+}
+
+TEST_CASE("sgemm_thin_serial takes strided and transposed operands in place", "[gemm]") {
+  if (!cpu::cpu_has_avx512()) {
+    WARN("this CPU has no AVX-512: sgemm_thin is not used here");
+    return;
+  }
+  // A: every other row of a (2m, k+1) buffer; B: the transpose of an (n, k) block with row stride k + 2;
+  // C: rows of stride n + 4.
+  const int64_t m = 37, n = 41, k = 19;
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::vector<float> a(size_t(2 * m * (k + 1))), b(size_t(n * (k + 2))), c(size_t(m * (n + 4)), -7.0f);
+  for (float& x : a) x = uniform(rng);
+  for (float& x : b) x = uniform(rng);
+  cpu::sgemm_thin_serial(a.data(), 2 * (k + 1), 1, b.data(), 1, k + 2, c.data(), n + 4, m, n, k, 1.0f, 0.0f);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n + 4; ++j) {
+      if (j >= n) {
+        REQUIRE(c[size_t(i * (n + 4) + j)] == -7.0f);
+        continue;
+      }
+      double want = 0;
+      for (int64_t p = 0; p < k; ++p) want += double(a[size_t(2 * i * (k + 1) + p)]) * double(b[size_t(j * (k + 2) + p)]);
+      REQUIRE(std::fabs(c[size_t(i * (n + 4) + j)] - want) < 1e-5);
+    }
+}
+
+TEST_CASE("the CPU backend hands thin float32 products to sgemm_thin and the rest to OpenBLAS", "[gemm]") {
+  GemmArgs g;
+  g.dtype = kFloat32;
+  auto applies = [&](int64_t m, int64_t n, int64_t k) {
+    g.m = m;
+    g.n = n;
+    g.k = k;
+    return cpu::sgemm_thin_applies(g);
+  };
+  const bool avx512 = cpu::cpu_has_avx512();
+  REQUIRE(applies(65536, 64, 64) == avx512);   // a linear layer over many tokens
+  REQUIRE(applies(64, 128, 65536) == avx512);  // its weight gradient
+  REQUIRE_FALSE(applies(2048, 2048, 2048));    // square: OpenBLAS
+  REQUIRE_FALSE(applies(4096, 1024, 64));      // wide
+  g.dtype = kFloat64;
+  REQUIRE_FALSE(applies(65536, 64, 64));       // float64: OpenBLAS
+}
