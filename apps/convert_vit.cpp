@@ -6,6 +6,7 @@
 //   convert_vit --model vit_runs/train_vit_fmnist_softmax_seed0 --data fmnist --attention luna
 //   convert_vit --model google-vit-base --data imagefolder:imagenette --train attention --steps 2000
 //   convert_vit --model DIR --data fmnist --eval-only       accuracy of DIR (and of its conversion, untrained)
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -164,7 +165,18 @@ int run(Settings s) {
                 apps::percent(before["original_accuracy"]).c_str(), out_dir.c_str(), kReport);
     return 0;
   }
-  if (convert.distill_steps > 0) say("distilling attention for " + std::to_string(convert.distill_steps) + " steps");
+  if (convert.distill_steps > 0) {
+    say("distilling attention for " + std::to_string(convert.distill_steps) + " steps");
+    const int64_t every = std::max<int64_t>(1, convert.distill_steps / 10);
+    convert.distill_progress = [&, every](int64_t step, double loss) {
+      if (step % every == 0 || step == convert.distill_steps) {
+        char text[128];
+        std::snprintf(text, sizeof text, "  distill step %lld/%lld: summed attention-output MSE %.4g", (long long)step,
+                      (long long)convert.distill_steps, loss);
+        say(text);
+      }
+    };
+  }
   models::ViTForImageClassification converted = models::convert_vit_attention(original, convert, distill);
   if (!device.is_cpu()) converted->to(device);
   say("converted every attention to " + s.convert.attention + "; " +

@@ -160,7 +160,8 @@ std::vector<double> vit_attention_output_mse(const ViTForImageClassificationImpl
 }
 
 DistillReport distill_vit_attention(const ViTForImageClassificationImpl& teacher, ViTForImageClassificationImpl& student,
-                                    const std::vector<Tensor>& pixel_batches, int64_t steps, double lr) {
+                                    const std::vector<Tensor>& pixel_batches, int64_t steps, double lr,
+                                    const std::function<void(int64_t, double)>& progress) {
   LUNA_CHECK(steps >= 0, "distill_vit_attention: steps must be >= 0, got ", steps);
   LUNA_CHECK(lr > 0, "distill_vit_attention: lr must be positive, got ", lr);
   LUNA_CHECK(steps == 0 || !pixel_batches.empty(), "distill_vit_attention: ", steps,
@@ -188,6 +189,7 @@ DistillReport distill_vit_attention(const ViTForImageClassificationImpl& teacher
                            });
       loss.backward();
       optimizer.step();
+      if (progress) progress(step + 1, loss.item<double>());
     }
     optimizer.zero_grad();
   }
@@ -219,7 +221,8 @@ ViTForImageClassification convert_vit_attention(const ViTForImageClassification&
   set_vit_trainable(*converted, options.train);
   converted->train(original->is_training());
   if (options.distill_steps > 0) {
-    distill_vit_attention(*original, *converted, distill_batches, options.distill_steps, options.distill_lr);
+    distill_vit_attention(*original, *converted, distill_batches, options.distill_steps, options.distill_lr,
+                          options.distill_progress);
   }
   return converted;
 }
@@ -369,7 +372,8 @@ std::vector<double> bert_attention_output_mse(const BertForSequenceClassificatio
 
 DistillReport distill_bert_attention(const BertForSequenceClassificationImpl& teacher,
                                      ConvertedBertForSequenceClassificationImpl& student,
-                                     const std::vector<Tensor>& input_id_batches, int64_t steps, double lr) {
+                                     const std::vector<Tensor>& input_id_batches, int64_t steps, double lr,
+                                     const std::function<void(int64_t, double)>& progress) {
   LUNA_CHECK(steps >= 0, "distill_bert_attention: steps must be >= 0, got ", steps);
   LUNA_CHECK(lr > 0, "distill_bert_attention: lr must be positive, got ", lr);
   LUNA_CHECK(steps == 0 || !input_id_batches.empty(), "distill_bert_attention: ", steps,
@@ -393,6 +397,7 @@ DistillReport distill_bert_attention(const BertForSequenceClassificationImpl& te
                                 });
       loss.backward();
       optimizer.step();
+      if (progress) progress(step + 1, loss.item<double>());
     }
     optimizer.zero_grad();
   }
@@ -409,7 +414,8 @@ ConvertedBertForSequenceClassification convert_bert_attention(const BertForSeque
   set_bert_trainable(*converted, options.train);
   converted->train(original->is_training());
   if (options.distill_steps > 0) {
-    distill_bert_attention(*original, *converted, distill_input_ids, options.distill_steps, options.distill_lr);
+    distill_bert_attention(*original, *converted, distill_input_ids, options.distill_steps, options.distill_lr,
+                           options.distill_progress);
   }
   return converted;
 }

@@ -18,6 +18,7 @@
 // modules. It has no save_pretrained/from_pretrained (BertConfig has nowhere to record the kind).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,9 @@ struct ConvertOptions {
   // and batches are given.
   int64_t distill_steps = 0;
   double distill_lr = 1e-3;
+  // Called after every distillation step with the step (1-based) and its summed loss (for a
+  // progress display); may be empty.
+  std::function<void(int64_t step, double loss)> distill_progress;
   // Seeds the fresh initialisation of the new kind's tensors.
   uint64_t seed = 0;
 };
@@ -82,8 +86,10 @@ struct DistillReport {
 // matched quantity is each attention block's output, which the weights determine together with V
 // and O. Runs in training mode for the student when it already was; the teacher is run without
 // gradient.
+// `progress` (may be empty) is called after each step with the step (1-based) and its loss.
 DistillReport distill_vit_attention(const ViTForImageClassificationImpl& teacher, ViTForImageClassificationImpl& student,
-                                    const std::vector<Tensor>& pixel_batches, int64_t steps, double lr);
+                                    const std::vector<Tensor>& pixel_batches, int64_t steps, double lr,
+                                    const std::function<void(int64_t, double)>& progress = {});
 
 // Builds the converted model (see the top of this file), checks that every tensor of `original`
 // was carried over with its shape, sets requires_grad per options.train, and, when
@@ -171,7 +177,8 @@ std::vector<double> bert_attention_output_mse(const BertForSequenceClassificatio
 // The distillation of distill_vit_attention for BERT, on batches of input_ids (no padding).
 DistillReport distill_bert_attention(const BertForSequenceClassificationImpl& teacher,
                                      ConvertedBertForSequenceClassificationImpl& student,
-                                     const std::vector<Tensor>& input_id_batches, int64_t steps, double lr);
+                                     const std::vector<Tensor>& input_id_batches, int64_t steps, double lr,
+                                     const std::function<void(int64_t, double)>& progress = {});
 
 // convert_vit_attention for BERT: every tensor of `original` is carried over by name (checked),
 // requires_grad is set per options.train, and options.distill_steps > 0 runs

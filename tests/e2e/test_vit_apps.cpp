@@ -204,6 +204,7 @@ TEST_CASE("convert_vit: softmax -> luna keeps the task and writes a checkpoint t
         Approx(100.0 * report["converted_accuracy"].get<double>() / report["original_accuracy"].get<double>()));
   CHECK(report["converted_accuracy"].get<double>() >= 0.85);
   CHECK(report["distill_final_mse"].size() == 1);
+  CHECK(r.out.find("distill step 10/10") != std::string::npos);
   // The checkpoint records luna and scores what the report says.
   const json config = json::parse(e2e::slurp(out / "config.json"));
   CHECK(config["luna_attention"]["attention"] == "luna");
