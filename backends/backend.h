@@ -44,8 +44,10 @@ enum class RandomKind { Uniform, Normal, Int };
 //   Int: one word per element.
 uint64_t random_blocks_needed(RandomKind kind, DType dtype, int64_t numel);
 
-// C = alpha * op(A) @ op(B) + beta * C for `batch` matrices at fixed element strides.
-// Row-major: A is [m,k] (or [k,m] with trans_a), leading dimensions in elements.
+// C = alpha * op(A) @ op(B) + beta * C (+ bias) for `batch` matrices at fixed element strides.
+// Row-major: A is [m,k] (or [k,m] with trans_a), leading dimensions in elements. `bias` (n values of
+// the dtype, shared by the batch) is added to every row of C; only backends whose gemm_bias() says
+// so take it (a linear layer then writes its output once instead of broadcasting the bias first).
 struct GemmArgs {
   DType dtype = kFloat32;
   bool trans_a = false, trans_b = false;
@@ -55,6 +57,7 @@ struct GemmArgs {
   const void* b = nullptr; int64_t ldb = 0; int64_t stride_b = 0;
   void* c = nullptr; int64_t ldc = 0; int64_t stride_c = 0;
   int64_t batch = 1;
+  const void* bias = nullptr;
 };
 
 class Backend {
@@ -97,6 +100,8 @@ class Backend {
 
   // ---- linear algebra ----
   virtual void gemm(const GemmArgs& args);
+  // Whether gemm() takes GemmArgs::bias; when not, callers broadcast the bias into C themselves.
+  virtual bool gemm_bias() const { return false; }
 
   // ---- indexing (index is int64) ----
   // out = in.index_select(dim, index); out contiguous.

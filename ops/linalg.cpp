@@ -39,12 +39,14 @@ void check_operands(const Tensor& a, const Tensor& b, const char* op) {
              " is not supported (expected float32 or float64)");
 }
 
-// out[batch] (+)= a[batch] @ b[batch] for 3-D operands with equal batch size (a stride-0 batch
-// dim is allowed). `out` is a contiguous [batch, M, N] tensor; accumulate means beta = 1.
-void gemm_3d(Tensor a, Tensor b, const Tensor& out, bool accumulate) {
+// out[batch] (+)= a[batch] @ b[batch] (+ bias) for 3-D operands with equal batch size (a stride-0
+// batch dim is allowed). `out` is a contiguous [batch, M, N] tensor; accumulate means beta = 1.
+// `bias` (N contiguous values, or null) goes to the backend's GEMM, which must take it (gemm_bias).
+void gemm_3d(Tensor a, Tensor b, const Tensor& out, bool accumulate, const void* bias = nullptr) {
   const int64_t batch = a.size(0), m = a.size(1), k = a.size(2), n = b.size(2);
   if (m == 0 || n == 0 || batch == 0) return;
   if (k == 0) {
+    LUNA_CHECK(bias == nullptr, "matmul: internal error: a bias with k = 0 must be broadcast by the caller");
     if (!accumulate) out.fill_(0);
     return;
   }
@@ -52,7 +54,7 @@ void gemm_3d(Tensor a, Tensor b, const Tensor& out, bool accumulate) {
   if (batch > 1 && b.stride(0) == 0 && a.stride(2) == 1 && a.stride(0) == m * a.stride(1) && a.stride(1) >= k) {
     a = a.as_strided({1, batch * m, k}, {0, a.stride(1), 1}, a.storage_offset());
     b = b.as_strided({1, k, n}, {0, b.stride(1), b.stride(2)}, b.storage_offset());
-    gemm_3d(a, b, out.view({1, batch * m, n}), accumulate);
+    gemm_3d(a, b, out.view({1, batch * m, n}), accumulate, bias);
     return;
   }
   auto la = matrix_layout(m, k, a.stride(1), a.stride(2));
@@ -83,6 +85,7 @@ void gemm_3d(Tensor a, Tensor b, const Tensor& out, bool accumulate) {
   g.ldc = n;
   g.stride_c = m * n;
   g.batch = batch;
+  g.bias = bias;
   backend_for(out).gemm(g);
 }
 
@@ -203,9 +206,15 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
   {
     NoGradGuard no_grad;
     Tensor out2d = out.view({1, rows, out_features});
-    if (bias.defined()) backend_for(out).copy(bias.detach().expand({1, rows, out_features}), out2d);
     Tensor x2d = input.detach().reshape({1, rows, in_features});
-    gemm_3d(x2d, weight.detach().t().unsqueeze(0), out2d, bias.defined());
+    // The bias goes into the GEMM where the backend takes it, so the output is written once.
+    if (bias.defined() && in_features > 0 && backend_for(out).gemm_bias()) {
+      const Tensor bias_data = bias.detach().contiguous();
+      gemm_3d(x2d, weight.detach().t().unsqueeze(0), out2d, false, bias_data.data_ptr());
+    } else {
+      if (bias.defined()) backend_for(out).copy(bias.detach().expand({1, rows, out_features}), out2d);
+      gemm_3d(x2d, weight.detach().t().unsqueeze(0), out2d, bias.defined());
+    }
   }
   const Dims in_shape = input.sizes();
   const bool need_x = ops::needs_grad({input}), need_w = ops::needs_grad({weight});

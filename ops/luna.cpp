@@ -112,7 +112,15 @@ Tensor psi_op(const Tensor& u, const Tensor& fc1_weight, const Tensor& fc1_bias,
   const kernels::PsiActivation activation = parse_activation(o.activation);
   const bool piecewise = activation == kernels::PsiActivation::Relu && !o.force_direct;
 
-  const Tensor u_data = u.detach().contiguous();  // (B, H, N, M)
+  // u as it lies when it is a head split of (B, N, H, M) memory (luna_feature_map makes it so), so
+  // neither it nor its gradient is copied; contiguous otherwise.
+  const bool head_split = u.size(1) > 1 && u.stride(3) == 1 && u.transpose(1, 2).is_contiguous();
+  const Tensor u_data = head_split ? u.detach() : u.detach().contiguous();  // (B, H, N, M)
+  if (head_split) {
+    shape.u_batch = u_data.stride(0);
+    shape.u_head = u_data.stride(1);
+    shape.u_token = u_data.stride(2);
+  }
   const Tensor a = fc1_weight.detach().contiguous(), c = fc1_bias.detach().contiguous();
   const Tensor g = fc2_weight.detach().contiguous(), e = fc2_bias.detach().contiguous();
   Dims out_shape = u.sizes();
@@ -137,7 +145,10 @@ Tensor psi_op(const Tensor& u, const Tensor& fc1_weight, const Tensor& fc1_bias,
   return record(name, out, {u, fc1_weight, fc1_bias, fc2_weight, fc2_bias}, {u_data, a, c, g, e, out, buckets},
                 [shape, activation, piecewise, scale](const Tensor& grad, const Saved& s) {
                   const Tensor grad_out = grad.contiguous();
-                  Tensor grad_u = empty_tensor(s[0].sizes(), s[0].dtype(), s[0].device());
+                  const Dims& us = s[0].sizes();  // grad_u in u's layout (shape.u_offset addresses both)
+                  Tensor grad_u = shape.u_token == 0 ? empty_tensor(us, s[0].dtype(), s[0].device())
+                                                     : empty_tensor({us[0], us[2], us[1], us[3]}, s[0].dtype(),
+                                                                    s[0].device()).transpose(1, 2);
                   Tensor grad_a = empty_tensor(s[1].sizes(), s[1].dtype(), s[1].device());
                   Tensor grad_c = empty_tensor(s[2].sizes(), s[2].dtype(), s[2].device());
                   Tensor grad_g = empty_tensor(s[3].sizes(), s[3].dtype(), s[3].device());
@@ -297,9 +308,13 @@ Tensor luna_feature_map(const Tensor& x, const LunaFeatureMapParams& p, const Lu
   const int64_t B = x.size(0), H = x.size(1), N = x.size(2), d = x.size(3);
   if (padding_mask.defined()) check_mask(padding_mask, B, N, "luna_feature_map");
 
-  // u = W x + b per token: (B, H, N, M). Per head, (H, d, M) broadcasts over the batch.
-  const Tensor u = o.per_head ? matmul(x, p.proj_weight.transpose(1, 2)) + p.proj_bias.unsqueeze(1)
-                              : linear(x, p.proj_weight, p.proj_bias);
+  // u = W x + b per token: (B, H, N, M). Per head, (H, d, M) broadcasts over the batch. For x a head
+  // split of (B, N, H, d) memory (as multi-head attention hands it over), u is computed in that
+  // layout and returned as the matching view: the rows are the same rows, but nothing is copied.
+  const bool head_split = !o.per_head && H > 1 && x.transpose(1, 2).is_contiguous();
+  const Tensor u = o.per_head    ? matmul(x, p.proj_weight.transpose(1, 2)) + p.proj_bias.unsqueeze(1)
+                   : head_split ? linear(x.transpose(1, 2), p.proj_weight, p.proj_bias).transpose(1, 2)
+                                : linear(x, p.proj_weight, p.proj_bias);
   const bool shared = o.layout == "shared";
   Tensor phi = psi_op(u, psi_table(p.fc1_weight, o, shared), psi_table(p.fc1_bias, o, shared),
                       psi_table(p.fc2_weight, o, false), psi_table(p.fc2_bias, o, false), o,

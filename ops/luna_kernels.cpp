@@ -63,10 +63,11 @@ template <class T, class Activation>
 void psi_forward_direct_impl(const T* u, const PsiParams<T>& params, const PsiShape& shape, T scale, T* out) {
   const int64_t M = shape.projections, L = shape.channels, hidden = shape.hidden;
 #pragma omp parallel for schedule(static) if (shape.rows * M * L * hidden > kParallelWork)
-  for (int64_t row = 0; row < shape.rows; ++row) {
+  for (int64_t step = 0; step < shape.rows; ++step) {
+    const int64_t row = shape.row_at(step);
     const int64_t group = shape.group_of_row(row);
-    const T* u_row = u + row * M;    // (M)
-    T* out_row = out + row * M * L;  // (M, L)
+    const T* u_row = u + shape.u_offset(row);  // (M)
+    T* out_row = out + row * M * L;            // (M, L)
     for (int64_t i = 0; i < M; ++i) {
       const T x = u_row[i];
       for (int64_t l = 0; l < L; ++l) {
@@ -99,10 +100,11 @@ void psi_backward_direct_impl(const T* grad_out, const T* u, const T* out, const
     double* acc_c = acc + 2 * table;
     double* acc_e = acc + 3 * table;
 #pragma omp for schedule(static)
-    for (int64_t row = 0; row < shape.rows; ++row) {
+    for (int64_t step = 0; step < shape.rows; ++step) {
+      const int64_t row = shape.row_at(step);
       const int64_t group = shape.group_of_row(row);
       for (int64_t i = 0; i < M; ++i) {
-        const T x = u[row * M + i];
+        const T x = u[shape.u_offset(row) + i];
         T grad_x = 0;
         for (int64_t l = 0; l < L; ++l) {
           const int64_t flat = (row * M + i) * L + l;
@@ -123,7 +125,7 @@ void psi_backward_direct_impl(const T* grad_out, const T* u, const T* out, const
           }
           acc_e[group * L + l] += double(delta);
         }
-        grad_u[row * M + i] = grad_x;
+        grad_u[shape.u_offset(row) + i] = grad_x;
       }
     }
   }

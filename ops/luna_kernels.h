@@ -8,7 +8,7 @@ namespace luna::cpu::luna_kernels {
 
 enum class PsiActivation { Relu, Gelu, Silu };
 
-// u is (B, H, N, M) contiguous, viewed as rows = B·H·N rows of M scalars. The ψ parameters are
+// u is (B, H, N, M), viewed as rows = B·H·N rows of M contiguous scalars (see u_offset). The ψ parameters are
 // (G, L, Hψ) per-channel tables (fc2_bias (G, L)), G = H when every head has its own φ, else 1.
 // Output (B, H, N, M, L): out[row, i, ℓ] = scale · relu(e_ℓ + Σ_j g_ℓj act(a_ℓj u + c_ℓj)).
 struct PsiShape {
@@ -19,9 +19,24 @@ struct PsiShape {
   int64_t channels = 0;     // L
   int64_t hidden = 0;       // Hψ
   bool per_head = false;    // G = H (else G = 1)
+  // Where u's (and grad_u's) rows start: packed, row·M, unless u_token is set, for u a head split
+  // (B, H, N, M) of (B, N, H, M) memory: row (b, h, n) at b·u_batch + h·u_head + n·u_token.
+  int64_t u_batch = 0, u_head = 0, u_token = 0;
   int64_t groups() const { return per_head ? heads : 1; }
   // Which parameter group a row of u uses.
   int64_t group_of_row(int64_t row) const { return per_head ? (row / tokens) % heads : 0; }
+  int64_t u_offset(int64_t row) const {
+    if (u_token == 0) return row * projections;
+    const int64_t n = row % tokens, h = (row / tokens) % heads, b = row / (tokens * heads);
+    return b * u_batch + h * u_head + n * u_token;
+  }
+  // The row (b, h, n) that the t-th step of a loop over all rows visits: u's memory order, so a head
+  // split is read (and its gradient written) in whole cache lines rather than half lines twice.
+  int64_t row_at(int64_t t) const {
+    if (u_token == 0) return t;
+    const int64_t h = t % heads, n = (t / heads) % tokens, b = t / (heads * tokens);
+    return (b * heads + h) * tokens + n;
+  }
 };
 
 template <class T>

@@ -143,10 +143,11 @@ void forward_plain(const std::vector<PiecewiseTable<T>>& tables, const T* u, con
                    uint8_t* buckets_out) {
   const int64_t M = shape.projections, L = shape.channels;
 #pragma omp parallel for schedule(static) if (shape.rows * M * L > kParallelWork)
-  for (int64_t row = 0; row < shape.rows; ++row) {
+  for (int64_t step = 0; step < shape.rows; ++step) {
+    const int64_t row = shape.row_at(step);
     const PiecewiseTable<T>* group_tables = tables.data() + shape.group_of_row(row) * L;
-    const T* u_row = u + row * M;    // (M)
-    T* out_row = out + row * M * L;  // (M, L)
+    const T* u_row = u + shape.u_offset(row);  // (M)
+    T* out_row = out + row * M * L;            // (M, L)
     int32_t bucket[kLookupBlock];
     for (int64_t l = 0; l < L; ++l) {
       const PiecewiseTable<T>& table = group_tables[l];
@@ -426,10 +427,11 @@ void forward_avx2(const std::vector<PiecewiseTable<float>>& tables, const float*
   if (use_avx512)
     for (const PiecewiseTable<float>& table : tables) registers.push_back(registers_of(table.kinks));
 #pragma omp parallel for schedule(static) if (shape.rows * M * L > kParallelWork)
-  for (int64_t row = 0; row < shape.rows; ++row) {
+  for (int64_t step = 0; step < shape.rows; ++step) {
+    const int64_t row = shape.row_at(step);
     const int64_t group = shape.group_of_row(row);
-    const float* u_row = u + row * M;    // (M)
-    float* out_row = out + row * M * L;  // (M, L)
+    const float* u_row = u + shape.u_offset(row);  // (M)
+    float* out_row = out + row * M * L;            // (M, L)
     uint8_t* bucket_row = buckets_out != nullptr ? buckets_out + row * M * L : nullptr;
     const int64_t start = use_avx512 ? row_avx512(tables.data() + group * L, registers.data() + group * L, u_row, M,
                                                   scale, out_row, bucket_row)
@@ -564,9 +566,10 @@ void psi_backward_piecewise(const T* grad_out, const T* u, const uint8_t* saved_
     std::vector<uint8_t> searched;                     // (M, L) when no buckets were saved
     if (saved_buckets == nullptr) searched.resize(size_t(M * L));
 #pragma omp for schedule(static)
-    for (int64_t row = 0; row < shape.rows; ++row) {
+    for (int64_t step = 0; step < shape.rows; ++step) {
+      const int64_t row = shape.row_at(step);
       const int64_t group = shape.group_of_row(row);
-      const T* u_row = u + row * M;                // (M)
+      const T* u_row = u + shape.u_offset(row);    // (M)
       const T* grad_row = grad_out + row * M * L;  // (M, L)
       if (saved_buckets != nullptr) {
         const uint8_t* bucket_row = saved_buckets + row * M * L;
@@ -577,14 +580,14 @@ void psi_backward_piecewise(const T* grad_out, const T* u, const uint8_t* saved_
         if constexpr (std::is_same_v<T, float>)
           if (use_avx512)
             start = accumulate_row_avx512(tables.data() + group * L, u_row, grad_row, bucket_row, M, max_buckets,
-                                          scale, P0_group, P1_group, grad_u + row * M);
+                                          scale, P0_group, P1_group, grad_u + shape.u_offset(row));
 #endif
         accumulate_row(tables.data() + group * L, u_row, grad_row, bucket_row, M, L, start, max_buckets, scale,
-                       P0_group, P1_group, grad_u + row * M);
+                       P0_group, P1_group, grad_u + shape.u_offset(row));
         continue;
       }
       // Hψ > 127: buckets do not fit a byte, so each active output searches again.
-      T* grad_u_row = grad_u + row * M;
+      T* grad_u_row = grad_u + shape.u_offset(row);
       int32_t bucket[kLookupBlock];
       std::fill(grad_u_row, grad_u_row + M, T(0));
       for (int64_t start = 0; start < M; start += kLookupBlock) {

@@ -28,6 +28,7 @@ class CpuBackend final : public Backend {
 
   // gemm.cpp
   void gemm(const GemmArgs& args) override;
+  bool gemm_bias() const override { return true; }
 
   // index.cpp: index_select, index_add, gather, scatter_add (added with their kernels)
   void index_select(const Tensor& in, int dim, const Tensor& index, const Tensor& out) override;

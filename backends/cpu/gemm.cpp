@@ -21,19 +21,37 @@ void CpuBackend::gemm(const GemmArgs& g) {
              "dimension of ", largest, " exceeds what this BLAS indexes (", std::numeric_limits<blasint>::max(),
              "); split the product into smaller blocks");
   if (sgemm_thin_applies(g)) return sgemm_thin(g);
+  double beta = g.beta;
+  if (g.bias != nullptr) {  // OpenBLAS has no bias: broadcast it into C and accumulate onto it
+    LUNA_CHECK(g.dtype == kFloat32 || g.dtype == kFloat64, "matmul: dtype ", g.dtype,
+               " is not supported on the CPU (expected float32 or float64)");
+    for (int64_t i = 0; i < g.batch; ++i)
+      for (int64_t r = 0; r < g.m; ++r) {
+        if (g.dtype == kFloat32) {
+          float* row = static_cast<float*>(g.c) + i * g.stride_c + r * g.ldc;
+          const float* bias = static_cast<const float*>(g.bias);
+          for (int64_t j = 0; j < g.n; ++j) row[j] = (beta == 0.0 ? 0.0f : float(beta) * row[j]) + bias[j];
+        } else {
+          double* row = static_cast<double*>(g.c) + i * g.stride_c + r * g.ldc;
+          const double* bias = static_cast<const double*>(g.bias);
+          for (int64_t j = 0; j < g.n; ++j) row[j] = (beta == 0.0 ? 0.0 : beta * row[j]) + bias[j];
+        }
+      }
+    beta = 1.0;
+  }
   for (int64_t i = 0; i < g.batch; ++i) {
     if (g.dtype == kFloat32) {
       const float* a = static_cast<const float*>(g.a) + i * g.stride_a;
       const float* b = static_cast<const float*>(g.b) + i * g.stride_b;
       float* c = static_cast<float*>(g.c) + i * g.stride_c;
       cblas_sgemm(CblasRowMajor, ta, tb, blasint(g.m), blasint(g.n), blasint(g.k), float(g.alpha), a,
-                  blasint(g.lda), b, blasint(g.ldb), float(g.beta), c, blasint(g.ldc));
+                  blasint(g.lda), b, blasint(g.ldb), float(beta), c, blasint(g.ldc));
     } else if (g.dtype == kFloat64) {
       const double* a = static_cast<const double*>(g.a) + i * g.stride_a;
       const double* b = static_cast<const double*>(g.b) + i * g.stride_b;
       double* c = static_cast<double*>(g.c) + i * g.stride_c;
       cblas_dgemm(CblasRowMajor, ta, tb, blasint(g.m), blasint(g.n), blasint(g.k), g.alpha, a, blasint(g.lda),
-                  b, blasint(g.ldb), g.beta, c, blasint(g.ldc));
+                  b, blasint(g.ldb), beta, c, blasint(g.ldc));
     } else {
       LUNA_FAIL("matmul: dtype ", g.dtype, " is not supported on the CPU (expected float32 or float64)");
     }

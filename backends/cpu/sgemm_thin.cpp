@@ -72,11 +72,12 @@ void pack_b(const View& b, int64_t k0, int64_t kc, int64_t n, float* packed) {
 // still runs on x86-64-v3 machines, where every product stays with OpenBLAS.
 #define LUNA_AVX512 LUNA_TARGET_AVX512
 
-// C tile (R rows × up to 16·V columns, `cols` of them real) = alpha·A_tile·B_panel + beta·C_tile, over
-// kc steps. A's R rows are broadcast one element at a time from wherever they lie.
+// C tile (R rows × up to 16·V columns, `cols` of them real) = alpha·A_tile·B_panel + beta·C_tile
+// (+ bias, one value per column, when not null), over kc steps. A's R rows are broadcast one element
+// at a time from wherever they lie.
 template <int R, int V>
 LUNA_AVX512 void tile(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* panel, float* c,
-                      int64_t ldc, int cols, float alpha, float beta) {
+                      int64_t ldc, int cols, float alpha, float beta, const float* bias) {
   __m512 acc[R][V];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
@@ -111,6 +112,7 @@ LUNA_AVX512 void tile(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, co
       const __mmask16 mask = valid >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << valid) - 1);
       __m512 value = alpha == 1.0f ? acc[r][v] : _mm512_mul_ps(alpha16, acc[r][v]);
       if (beta != 0.0f) value = _mm512_fmadd_ps(beta16, _mm512_maskz_loadu_ps(mask, row + 16 * v), value);
+      if (bias != nullptr) value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(mask, bias + 16 * v));
       _mm512_mask_storeu_ps(row + 16 * v, mask, value);
     }
   }
@@ -118,16 +120,16 @@ LUNA_AVX512 void tile(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, co
 
 template <int V>
 void tile_rows(int rows, int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* panel, float* c,
-               int64_t ldc, int cols, float alpha, float beta) {
+               int64_t ldc, int cols, float alpha, float beta, const float* bias) {
   switch (rows) {
-    case 8: return tile<8, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta);
-    case 7: return tile<7, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta);
-    case 6: return tile<6, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta);
-    case 5: return tile<5, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta);
-    case 4: return tile<4, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta);
-    case 3: return tile<3, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta);
-    case 2: return tile<2, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta);
-    default: return tile<1, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta);
+    case 8: return tile<8, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
+    case 7: return tile<7, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
+    case 6: return tile<6, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
+    case 5: return tile<5, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
+    case 4: return tile<4, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
+    case 3: return tile<3, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
+    case 2: return tile<2, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
+    default: return tile<1, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
   }
 }
 
@@ -150,7 +152,7 @@ inline void prefetch_rows(const float* first, int64_t rows, int64_t width, int64
 }
 
 void rows_times_panels(const View& a, int64_t k0, int64_t kc, const float* packed, int64_t n, float* c, int64_t ldc,
-                       int64_t i0, int64_t i1, float alpha, float beta) {
+                       int64_t i0, int64_t i1, float alpha, float beta, const float* bias = nullptr) {
   const int64_t panels = (n + kPanel - 1) / kPanel;
   for (int64_t i = i0; i < i1; i += kTileRows) {
     const int rows = int(std::min<int64_t>(kTileRows, i1 - i));
@@ -164,8 +166,9 @@ void rows_times_panels(const View& a, int64_t k0, int64_t kc, const float* packe
       const int cols = int(std::min(kPanel, n - q * kPanel));
       const float* panel = packed + q * kc * kPanel;
       float* c_tile = c + i * ldc + q * kPanel;
-      if (cols > 16) tile_rows<2>(rows, kc, a_tile, a.rs, a.cs, panel, c_tile, ldc, cols, alpha, beta);
-      else tile_rows<1>(rows, kc, a_tile, a.rs, a.cs, panel, c_tile, ldc, cols, alpha, beta);
+      const float* panel_bias = bias != nullptr ? bias + q * kPanel : nullptr;
+      if (cols > 16) tile_rows<2>(rows, kc, a_tile, a.rs, a.cs, panel, c_tile, ldc, cols, alpha, beta, panel_bias);
+      else tile_rows<1>(rows, kc, a_tile, a.rs, a.cs, panel, c_tile, ldc, cols, alpha, beta, panel_bias);
     }
   }
 }
@@ -175,7 +178,6 @@ void scale_c(float* c, int64_t ldc, int64_t m, int64_t n, float beta) {
     for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
 }
 
-// C = alpha·A·B + beta·C over k in blocks, serially: the first block applies beta, later ones add.
 // C = alpha·A·B + beta·C over k in blocks, serially: the first block applies beta, later ones add.
 // While a block's tiles run, the next block's rows of A and B are fetched into L2, spread over the
 // tiles: here A is often transposed (a weight gradient's Gᵀ, φ(k)ᵀ), so each k step of a tile reads
@@ -201,9 +203,16 @@ void long_depth_serial(const View& a, const View& b, float* c, int64_t ldc, int6
   }
 }
 
-// One product. `threads` > 1 lets it split rows (short k) or k (long k) over that many threads.
+// One product, C = alpha·A·B + beta·C (+ bias per column). `threads` > 1 lets it split rows (short
+// k) or k (long k) over that many threads.
 void gemm_single(const View& a, const View& b, float* c, int64_t ldc, int64_t m, int64_t n, int64_t k, float alpha,
-                 float beta, int threads) {
+                 float beta, const float* bias, int threads) {
+  if (bias != nullptr && (k == 0 || k > kMaxDepth)) {  // rare: the bias goes into C first
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = (beta == 0.0f ? 0.0f : beta * c[i * ldc + j]) + bias[j];
+    beta = 1.0f;
+    bias = nullptr;
+  }
   if (k == 0) return scale_c(c, ldc, m, n, beta);
   if (k <= kMaxDepth) {
     std::vector<float>& packed = scratch(0);
@@ -213,7 +222,8 @@ void gemm_single(const View& a, const View& b, float* c, int64_t ldc, int64_t m,
     const int64_t tasks = (m + kRowTask - 1) / kRowTask;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && tasks > 1)
     for (int64_t t = 0; t < tasks; ++t)
-      rows_times_panels(a, 0, k, panels, n, c, ldc, t * kRowTask, std::min(m, (t + 1) * kRowTask), alpha, beta);
+      rows_times_panels(a, 0, k, panels, n, c, ldc, t * kRowTask, std::min(m, (t + 1) * kRowTask), alpha, beta,
+                        bias);
     return;
   }
   const int64_t blocks = (k + kDepthBlock - 1) / kDepthBlock;
@@ -259,25 +269,26 @@ void sgemm_thin(const GemmArgs& g) {
   const View a_view{a, g.trans_a ? 1 : g.lda, g.trans_a ? g.lda : 1};
   const View b_view{b, g.trans_b ? 1 : g.ldb, g.trans_b ? g.ldb : 1};
   const float alpha = float(g.alpha), beta = float(g.beta);
+  const float* bias = static_cast<const float*>(g.bias);
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   const double flops = 2.0 * double(g.batch) * double(g.m) * double(g.n) * double(g.k);
   if (threads > 1 && g.batch >= threads && flops >= kParallelFlops) {
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t i = 0; i < g.batch; ++i)
       gemm_single({a + i * g.stride_a, a_view.rs, a_view.cs}, {b + i * g.stride_b, b_view.rs, b_view.cs},
-                  c + i * g.stride_c, g.ldc, g.m, g.n, g.k, alpha, beta, 1);
+                  c + i * g.stride_c, g.ldc, g.m, g.n, g.k, alpha, beta, bias, 1);
     return;
   }
   const int inner_threads = flops / double(g.batch) >= kParallelFlops ? threads : 1;
   for (int64_t i = 0; i < g.batch; ++i)
     gemm_single({a + i * g.stride_a, a_view.rs, a_view.cs}, {b + i * g.stride_b, b_view.rs, b_view.cs},
-                c + i * g.stride_c, g.ldc, g.m, g.n, g.k, alpha, beta, inner_threads);
+                c + i * g.stride_c, g.ldc, g.m, g.n, g.k, alpha, beta, bias, inner_threads);
 }
 
 void sgemm_thin_serial(const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b, int64_t cs_b,
                        float* c, int64_t ldc, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
   if (m <= 0 || n <= 0) return;
-  gemm_single({a, rs_a, cs_a}, {b, rs_b, cs_b}, c, ldc, m, n, k, alpha, beta, 1);
+  gemm_single({a, rs_a, cs_a}, {b, rs_b, cs_b}, c, ldc, m, n, k, alpha, beta, nullptr, 1);
 }
 
 }  // namespace luna::cpu

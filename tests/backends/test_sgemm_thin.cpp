@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <tuple>
 
 #include <luna/backends/cpu/cpu_features.h>
 #include <luna/backends/cpu/sgemm_thin.h>
@@ -178,4 +179,45 @@ TEST_CASE("the CPU backend hands thin float32 products to sgemm_thin and the res
   REQUIRE_FALSE(applies(4096, 1024, 64));      // wide
   g.dtype = kFloat64;
   REQUIRE_FALSE(applies(65536, 64, 64));       // float64: OpenBLAS
+}
+
+TEST_CASE("GEMM bias: every row of C gets it, on the thin path and on OpenBLAS's", "[gemm]") {
+  REQUIRE(backend_for(Device::cpu()).gemm_bias());
+  // (m, n, k): tall (the thin path's epilogue), long k (bias put into C first), k = 0, and one shape
+  // the thin path does not take; float32 and float64 (always OpenBLAS); beta 0 and 0.5.
+  for (DType dtype : {kFloat32, kFloat64})
+    for (const auto& [m, n, k] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+             {300, 40, 17}, {20, 33, 1500}, {9, 7, 0}, {600, 600, 40}})
+      for (double beta : {0.0, 0.5}) {
+        CAPTURE(dtype_name(dtype), m, n, k, beta);
+        Generator gen(11);
+        const Tensor a = randn({m, k}, TensorOptions(dtype), &gen), b = randn({k, n}, TensorOptions(dtype), &gen);
+        const Tensor bias = randn({n}, TensorOptions(dtype), &gen), c0 = randn({m, n}, TensorOptions(dtype), &gen);
+        const Tensor c = c0.clone();
+        GemmArgs g;
+        g.dtype = dtype;
+        g.m = m;
+        g.n = n;
+        g.k = k;
+        g.beta = beta;
+        g.a = a.data_ptr();
+        g.lda = std::max<int64_t>(k, 1);
+        g.b = b.data_ptr();
+        g.ldb = n;
+        g.c = c.data_ptr();
+        g.ldc = n;
+        g.bias = bias.data_ptr();
+        backend_for(Device::cpu()).gemm(g);
+        const std::vector<double> av = luna::testing::values(a), bv = luna::testing::values(b);
+        const std::vector<double> biasv = luna::testing::values(bias), c0v = luna::testing::values(c0);
+        const std::vector<double> got = luna::testing::values(c);
+        double worst = 0;  // relative to 1 + |want|
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t j = 0; j < n; ++j) {
+            double want = beta * c0v[size_t(i * n + j)] + biasv[size_t(j)];
+            for (int64_t p = 0; p < k; ++p) want += av[size_t(i * k + p)] * bv[size_t(p * n + j)];
+            worst = std::max(worst, std::fabs(got[size_t(i * n + j)] - want) / (1 + std::fabs(want)));
+          }
+        REQUIRE(worst < (dtype == kFloat32 ? 5e-5 : 1e-11));
+      }
 }

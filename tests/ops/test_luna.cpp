@@ -371,6 +371,39 @@ TEST_CASE("linear_attention float32 gradients match float64 ones", "[luna]") {
   }
 }
 
+TEST_CASE("luna_feature_map on a head split equals it on a contiguous copy, values and gradients", "[luna]") {
+  // Multi-head attention hands q and k over as (B, H, N, d) views of (B, N, H, d) memory; the feature
+  // map then computes u and ψ in that layout without copies. Every ψ path, both dtypes.
+  for (DType dtype : {kFloat32, kFloat64})
+    for (const char* path : {"relu", "relu direct", "gelu"}) {
+      CAPTURE(dtype, path);
+      const int64_t B = 2, H = 3, N = 37, d = 8;
+      LunaFeatureMapOptions o;
+      o.num_projections = 16;
+      o.channels = 4;
+      o.hidden = 12;
+      o.activation = std::string(path).substr(0, 4);
+      o.force_direct = std::string(path) == "relu direct";
+      const LunaFeatureMapParams p = luna_feature_map_init(d, H, o, TensorOptions(dtype));
+      const Tensor x_store = uniform({B, N, H, d}, 41, -2, 2, dtype).requires_grad_(true);
+      const Tensor weights = uniform({B, H, N, o.num_projections * o.channels}, 42, -1, 1, dtype);
+      (luna_feature_map(x_store.transpose(1, 2), p, o) * weights).sum().backward();
+      const Values split_grad = values(x_store.grad());
+      std::vector<Values> split_params;
+      for (const Tensor& t : {p.proj_weight, p.proj_bias, p.fc1_weight, p.fc1_bias, p.fc2_weight, p.fc2_bias}) {
+        split_params.push_back(values(t.grad()));
+        t.set_grad(Tensor());
+      }
+      const Tensor x2 = x_store.detach().transpose(1, 2).contiguous().requires_grad_(true);
+      (luna_feature_map(x2, p, o) * weights).sum().backward();
+      const double tol = dtype == kFloat64 ? 1e-12 : 1e-5;
+      require_close(split_grad, values(x2.grad().transpose(1, 2)), tol, tol);
+      int i = 0;
+      for (const Tensor& t : {p.proj_weight, p.proj_bias, p.fc1_weight, p.fc1_bias, p.fc2_weight, p.fc2_bias})
+        require_close(split_params[size_t(i++)], values(t.grad()), tol, tol);
+    }
+}
+
 TEST_CASE("linear_attention reads and writes head-interleaved (B, N, H, d) layouts in place", "[luna]") {
   // Multi-head attention hands v over as a head split, a (B, H, N, d) view of (B, N, H, d) memory. The
   // output then comes back in that layout (so merging the heads is free) and so does v's gradient;
