@@ -265,12 +265,14 @@ int main(int argc, char** argv) {
   app.add_option("--model", s.model_dir, "checkpoint folder (config.json + model.safetensors; HF or timm)")
       ->required();
   app.add_option("--data", s.data, "the model's task: fmnist[:DIR] | cifar10:DIR | imagefolder:DIR");
-  app.add_option("--attention", c.attention, "the new kind: luna | elu | performer | cosformer | hedgehog")
-      ->check(CLI::IsMember({"luna", "elu", "performer", "cosformer", "hedgehog"}));
+  app.add_option("--attention", c.attention,
+                 "the new kind: luna | elu | performer | cosformer | hedgehog, or softmax: no conversion, the "
+                 "same fine-tune of the original (the control that separates conversion from extra training)")
+      ->check(CLI::IsMember({"luna", "elu", "performer", "cosformer", "hedgehog", "softmax"}));
   c.train.clear();  // default: feature_map for kinds with parameters (luna, hedgehog), else attention
   app.add_option("--train", c.train,
                  "what fine-tunes: feature_map (the new kind's own parameters; default for luna and hedgehog) | "
-                 "attention (Q/K/V/O and the feature map; default for elu, performer, cosformer) | all")
+                 "attention (Q/K/V/O and the feature map; default for the others) | all")
       ->check(CLI::IsMember({"feature_map", "attention", "all"}));
   app.add_option("--distill-steps", c.distill_steps, "attention-distillation warm-up steps before the fine-tune")
       ->check(CLI::NonNegativeNumber);

@@ -106,12 +106,13 @@ void carry_over(nn::Module& model, const nn::NamedTensors& old_state, const std:
   model.load_state_dict(new_state);
 }
 
-void check_convert_options(const ConvertOptions& options, size_t distill_batches) {
+// allow_softmax: ViT's "conversion" to softmax is a copy (the control of a conversion study).
+void check_convert_options(const ConvertOptions& options, size_t distill_batches, bool allow_softmax) {
   const auto& kinds = nn::available_attention_kinds();
-  LUNA_CHECK(options.attention != "softmax" &&
+  LUNA_CHECK((allow_softmax || options.attention != "softmax") &&
                  std::find(kinds.begin(), kinds.end(), options.attention) != kinds.end(),
-             "convert: attention must be one of luna, elu, performer, cosformer, hedgehog, got '",
-             options.attention, "'");
+             "convert: attention must be one of ", allow_softmax ? "softmax (a copy), " : "",
+             "luna, elu, performer, cosformer, hedgehog, got '", options.attention, "'");
   check_train_value(options.train);
   LUNA_CHECK(options.distill_steps >= 0, "convert: distill_steps must be >= 0, got ", options.distill_steps);
   LUNA_CHECK(options.distill_steps == 0 || distill_batches > 0, "convert: distill_steps = ", options.distill_steps,
@@ -200,7 +201,7 @@ DistillReport distill_vit_attention(const ViTForImageClassificationImpl& teacher
 ViTForImageClassification convert_vit_attention(const ViTForImageClassification& original,
                                                 const ConvertOptions& options,
                                                 const std::vector<Tensor>& distill_batches) {
-  check_convert_options(options, distill_batches.size());
+  check_convert_options(options, distill_batches.size(), /*allow_softmax=*/true);
   ViTConfig config = original->config();
   config.attention.attention = options.attention;
   config.attention.linear_eps = options.linear_eps;
@@ -283,7 +284,7 @@ ConvertedBertForSequenceClassificationImpl::ConvertedBertForSequenceClassificati
                                                                                        const ConvertOptions& options)
     : nn::Module("ConvertedBertForSequenceClassification"), config_(config), options_(options) {
   config_.validate("BertConfig");
-  check_convert_options(options, 1);
+  check_convert_options(options, 1, /*allow_softmax=*/false);
   bert = register_module("bert", std::make_shared<nn::Module>("BertModel"));
   embeddings = bert->register_module("embeddings", BertEmbeddings(config_));
   encoder = bert->register_module("encoder", std::make_shared<nn::Module>("BertEncoder"));
@@ -408,7 +409,7 @@ DistillReport distill_bert_attention(const BertForSequenceClassificationImpl& te
 ConvertedBertForSequenceClassification convert_bert_attention(const BertForSequenceClassification& original,
                                                               const ConvertOptions& options,
                                                               const std::vector<Tensor>& distill_input_ids) {
-  check_convert_options(options, distill_input_ids.size());
+  check_convert_options(options, distill_input_ids.size(), /*allow_softmax=*/false);
   ConvertedBertForSequenceClassification converted(original->config(), options);
   carry_over(*converted, original->state_dict(), "the BertForSequenceClassification");
   set_bert_trainable(*converted, options.train);

@@ -31,7 +31,8 @@
 namespace luna::models {
 
 struct ConvertOptions {
-  // The new kind: one of nn::available_attention_kinds() other than softmax.
+  // The new kind: one of nn::available_attention_kinds() other than softmax (convert_vit_attention
+  // also takes softmax: a copy, the control of a conversion study).
   std::string attention = "luna";
   LunaFeatureMapOptions luna;  // attention = luna
   double linear_eps = 1e-6;    // every linear kind
@@ -95,6 +96,8 @@ DistillReport distill_vit_attention(const ViTForImageClassificationImpl& teacher
 // was carried over with its shape, sets requires_grad per options.train, and, when
 // options.distill_steps > 0, runs distill_vit_attention on `distill_batches` (an error when it is
 // empty). `original` is left unchanged. The result is in the original's train/eval mode.
+// attention = "softmax" gives a copy of a softmax original with the same trainable selection: the
+// control of a conversion study (the same fine-tune without a conversion).
 ViTForImageClassification convert_vit_attention(const ViTForImageClassification& original,
                                                 const ConvertOptions& options,
                                                 const std::vector<Tensor>& distill_batches = {});

@@ -235,6 +235,19 @@ TEST_CASE("convert_vit: elu trains the attention by default; feature_map is refu
   CHECK(report["attention"] == "elu");
 }
 
+TEST_CASE("convert_vit: --attention softmax is the control: the original, fine-tuned the same way", "[e2e][vit]") {
+  const fs::path model = trained_model();
+  const e2e::Result r = run("convert_vit", convert_args("softmax", "control", {"--attention", "softmax"}), "control");
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  REQUIRE(r.exit_code == 0);
+  const json report = json::parse(e2e::slurp(scratch() / "control" / "report.json"));
+  CHECK(report["trained"] == "attention");
+  // Nothing was converted: before any fine-tuning it is the original.
+  CHECK(report["converted_accuracy_before_finetune"] == report["original_accuracy"]);
+  const json config = json::parse(e2e::slurp(scratch() / "control" / "config.json"));
+  CHECK(!config.contains("luna_attention"));
+}
+
 TEST_CASE("train_vit and convert_vit: bad input is an error naming the problem", "[e2e][vit]") {
   const std::string folder = "imagefolder:" + gray_folder().string();
   e2e::require_failure(run("train_vit", {"--data", "bogus:x"}, "bad_source"), 1, {"bogus:x", "imagefolder:DIR"});
@@ -253,8 +266,8 @@ TEST_CASE("train_vit and convert_vit: bad input is an error naming the problem",
   e2e::require_failure(run("convert_vit", {"--data", folder}, "no_model"), 2, {"--model"});
   e2e::require_failure(run("convert_vit", {"--model", missing}, "missing_model"), 1, {missing, "config.json"});
   const fs::path model = trained_model();
-  e2e::require_failure(run("convert_vit", {"--model", model.string(), "--attention", "softmax"}, "to_softmax"), 2,
-                       {"--attention", "softmax"});
+  e2e::require_failure(run("convert_vit", {"--model", model.string(), "--attention", "fancy"}, "to_fancy"), 2,
+                       {"--attention", "fancy"});
   // Fashion-MNIST has 10 classes, the model 3.
   e2e::require_failure(run("convert_vit", {"--model", model.string(), "--data", "fmnist", "--threads", "1",
                                            "--max-train-examples", "64", "--max-eval-examples", "64",

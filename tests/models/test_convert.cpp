@@ -166,8 +166,22 @@ TEST_CASE("convert: train selects feature maps, attention parameters or everythi
   }
   CHECK(error_of([&] { models::convert_vit_attention(original, small_options("luna", "heads")); }).find("'heads'") !=
         std::string::npos);
-  CHECK(error_of([&] { models::convert_vit_attention(original, small_options("softmax", "all")); }).find("'softmax'") !=
+  CHECK(error_of([&] { models::convert_vit_attention(original, small_options("sparse", "all")); }).find("'sparse'") !=
         std::string::npos);
+  {
+    // softmax: the control, a copy with identical logits and the asked trainable selection.
+    const ViTForImageClassification copy = models::convert_vit_attention(original, small_options("softmax", "attention"));
+    NoGradGuard no_grad;
+    const Tensor pixels = random_pixels(2, 9);
+    original->eval();
+    copy->eval();
+    CHECK(bit_identical(copy(pixels), original(pixels)));
+    CHECK(copy->config().attention.attention == "softmax");
+    for (const auto& [name, parameter] : copy->named_parameters())
+      CHECK(parameter.requires_grad() == (name.find(".attention.") != std::string::npos));
+    CHECK(error_of([&] { models::convert_vit_attention(original, small_options("softmax", "feature_map")); })
+              .find("softmax") != std::string::npos);
+  }
   CHECK(error_of([&] {
           ConvertOptions options = small_options("luna", "all");
           options.distill_steps = 5;
