@@ -69,6 +69,10 @@ void Backend::missing(const char* kernel) const {
 }
 
 void Backend::copy(const Tensor&, const Tensor&) { missing("copy"); }
+void Backend::linear_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                              const Tensor&) {
+  missing("linear_backward");
+}
 void Backend::copy_from_cpu(const Tensor&, const Tensor&) { missing("copy_from_cpu"); }
 void Backend::copy_to_cpu(const Tensor&, const Tensor&) { missing("copy_to_cpu"); }
 void Backend::fill(const Tensor&, Scalar) { missing("fill"); }

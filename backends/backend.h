@@ -102,6 +102,13 @@ class Backend {
   virtual void gemm(const GemmArgs& args);
   // Whether gemm() takes GemmArgs::bias; when not, callers broadcast the bias into C themselves.
   virtual bool gemm_bias() const { return false; }
+  // Optional fused backward of y = x·Wᵀ + b: grad_input = dy·W (rows, in), grad_weight = dyᵀ·x
+  // (out, in) and grad_bias = Σ_rows dy (out), from dy (rows, out), x (rows, in) and W (out, in), all
+  // contiguous; an undefined output is not needed. One pass over dy where matmul, matmul and sum make
+  // three. Ops call it only where has_linear_backward(dtype) says so and compose it otherwise.
+  virtual bool has_linear_backward(DType dtype) const { return false; }
+  virtual void linear_backward(const Tensor& grad_out, const Tensor& input, const Tensor& weight,
+                               const Tensor& grad_input, const Tensor& grad_weight, const Tensor& grad_bias);
 
   // ---- indexing (index is int64) ----
   // out = in.index_select(dim, index); out contiguous.

@@ -2,6 +2,7 @@
 #include <luna/ops/linalg.h>
 #include <luna/backends/backend.h>
 #include <luna/ops/autograd_record.h>
+#include <luna/ops/factories.h>
 
 namespace luna {
 namespace {
@@ -223,6 +224,18 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
                 [=](const Tensor& g, const Saved& s) {
                   const Tensor g2d = g.reshape({rows, out_features});
                   Tensor gx, gw, gb;
+                  Backend& backend = backend_for(g);
+                  if (backend.has_linear_backward(g.dtype())) {  // one pass over the gradient
+                    const TensorOptions like = TensorOptions(g.dtype()).device(g.device());
+                    if (need_x) gx = empty({rows, in_features}, like);
+                    if (need_w) gw = empty({out_features, in_features}, like);
+                    if (has_bias) gb = empty({out_features}, like);
+                    backend.linear_backward(g2d.contiguous(), need_w ? s[0].reshape({rows, in_features}).contiguous()
+                                                                     : Tensor(),
+                                            need_x ? s[1].contiguous() : Tensor(), gx, gw, gb);
+                    if (need_x) gx = gx.view(in_shape);
+                    return Grads{gx, gw, gb};
+                  }
                   if (need_x) gx = mm(g2d, s[1]).view(in_shape);
                   if (need_w) gw = mm(g2d.t(), s[0].reshape({rows, in_features}));
                   if (has_bias) gb = g2d.sum({0});

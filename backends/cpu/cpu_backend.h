@@ -29,6 +29,9 @@ class CpuBackend final : public Backend {
   // gemm.cpp
   void gemm(const GemmArgs& args) override;
   bool gemm_bias() const override { return true; }
+  bool has_linear_backward(DType dtype) const override;
+  void linear_backward(const Tensor& grad_out, const Tensor& input, const Tensor& weight, const Tensor& grad_input,
+                       const Tensor& grad_weight, const Tensor& grad_bias) override;
 
   // index.cpp: index_select, index_add, gather, scatter_add (added with their kernels)
   void index_select(const Tensor& in, int dim, const Tensor& index, const Tensor& out) override;

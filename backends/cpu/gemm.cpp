@@ -2,6 +2,7 @@
 // otherwise small dimensions, on AVX-512 machines), OpenBLAS for everything else. Row-major with
 // transpose flags, so transposed views never get copied.
 #include <luna/backends/cpu/cpu_backend.h>
+#include <luna/backends/cpu/cpu_features.h>
 #include <luna/backends/cpu/sgemm_thin.h>
 
 #include <cblas.h>
@@ -56,6 +57,37 @@ void CpuBackend::gemm(const GemmArgs& g) {
       LUNA_FAIL("matmul: dtype ", g.dtype, " is not supported on the CPU (expected float32 or float64)");
     }
   }
+}
+
+bool CpuBackend::has_linear_backward(DType dtype) const { return dtype == kFloat32 && cpu_has_avx512(); }
+
+void CpuBackend::linear_backward(const Tensor& grad_out, const Tensor& input, const Tensor& weight,
+                                 const Tensor& grad_input, const Tensor& grad_weight, const Tensor& grad_bias) {
+  // input is given when grad_weight is wanted, weight when grad_input is.
+  const int64_t rows = grad_out.size(0), out = grad_out.size(1);
+  const int64_t in = input.defined() ? input.size(1) : weight.defined() ? weight.size(1) : 0;
+  auto data = [](const Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; };
+  if (sgemm_linear_backward_applies(rows, in, out))
+    return sgemm_linear_backward(grad_out.data_ptr<float>(), data(input), data(weight), rows, in, out,
+                                 data(grad_input), data(grad_weight), data(grad_bias));
+  // Other shapes: the two products and the sum one after the other.
+  GemmArgs g;
+  g.dtype = kFloat32;
+  if (grad_input.defined()) {
+    g.m = rows, g.n = in, g.k = out;
+    g.a = grad_out.data_ptr(), g.lda = out, g.b = weight.data_ptr(), g.ldb = in;
+    g.c = grad_input.data_ptr(), g.ldc = in;
+    if (out == 0) fill(grad_input, 0);
+    else gemm(g);
+  }
+  if (grad_weight.defined()) {
+    g.trans_a = true, g.m = out, g.n = in, g.k = rows;
+    g.a = grad_out.data_ptr(), g.lda = out, g.b = input.data_ptr(), g.ldb = in;
+    g.c = grad_weight.data_ptr(), g.ldc = in;
+    if (rows == 0) fill(grad_weight, 0);
+    else gemm(g);
+  }
+  if (grad_bias.defined()) reduce(ReduceOp::Sum, grad_out, grad_bias.view({1, out}), 1u);
 }
 
 }  // namespace luna::cpu

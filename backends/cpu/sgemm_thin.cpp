@@ -291,4 +291,62 @@ void sgemm_thin_serial(const float* a, int64_t rs_a, int64_t cs_a, const float* 
   gemm_single({a, rs_a, cs_a}, {b, rs_b, cs_b}, c, ldc, m, n, k, alpha, beta, nullptr, 1);
 }
 
+bool sgemm_linear_backward_applies(int64_t rows, int64_t in, int64_t out) {
+  return cpu_has_avx512() && rows >= 1024 && in > 0 && out > 0 && in <= 256 && out <= 256;
+}
+
+void sgemm_linear_backward(const float* grad_out, const float* input, const float* weight, int64_t rows, int64_t in,
+                           int64_t out, float* grad_input, float* grad_weight, float* grad_bias) {
+  const int64_t blocks = (rows + kDepthBlock - 1) / kDepthBlock;
+  const double flops = 2.0 * double(rows) * double(in) * double(out);
+  const int threads = omp_in_parallel() || flops < kParallelFlops ? 1 : omp_get_max_threads();
+  const int parts = int(std::min<int64_t>(threads, blocks));
+  // W (out, in) packed once as the B of grad_input = dy·W (k = out), shared read-only.
+  std::vector<float> packed_weight;
+  if (grad_input != nullptr) {
+    packed_weight.resize(size_t(out * ((in + kPanel - 1) / kPanel) * kPanel));
+    pack_b({weight, in, 1}, 0, out, in, packed_weight.data());
+  }
+  std::vector<float*> weight_parts(static_cast<size_t>(parts));
+  std::vector<std::vector<double>> bias_parts(static_cast<size_t>(parts), std::vector<double>(size_t(out), 0.0));
+  const View dy{grad_out, out, 1}, dy_t{grad_out, 1, out}, x{input, in, 1};
+#pragma omp parallel num_threads(parts) if (parts > 1)
+  {
+    const int part = omp_get_thread_num();
+    const int64_t first = blocks * part / parts, last = blocks * (part + 1) / parts;
+    std::vector<float>& weight_sum = scratch(1);  // (out, in)
+    if (grad_weight != nullptr) weight_sum.resize(size_t(out * in));
+    weight_parts[size_t(part)] = weight_sum.data();
+    double* bias_sum = bias_parts[size_t(part)].data();
+    for (int64_t block = first; block < last; ++block) {
+      const int64_t r0 = block * kDepthBlock, r1 = std::min(rows, r0 + kDepthBlock);
+      if (grad_input != nullptr)
+        rows_times_panels(dy, 0, out, packed_weight.data(), in, grad_input, in, r0, r1, 1.0f, 0.0f);
+      if (grad_weight != nullptr)
+        long_depth_serial(dy_t, x, weight_sum.data(), in, out, in, r0, r1, 1.0f, block == first ? 0.0f : 1.0f);
+      if (grad_bias != nullptr)
+        for (int64_t r = r0; r < r1; ++r) {
+          const float* row = grad_out + r * out;
+          for (int64_t o = 0; o < out; ++o) bias_sum[o] += double(row[o]);
+        }
+    }
+    if (first == last && grad_weight != nullptr) std::fill(weight_sum.begin(), weight_sum.end(), 0.0f);
+#pragma omp barrier
+    if (grad_weight != nullptr) {
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < out * in; ++i) {
+        float total = weight_parts[0][i];
+        for (int p = 1; p < parts; ++p) total += weight_parts[size_t(p)][i];
+        grad_weight[i] = total;
+      }
+    }
+  }
+  if (grad_bias != nullptr)
+    for (int64_t o = 0; o < out; ++o) {
+      double total = bias_parts[0][size_t(o)];
+      for (int p = 1; p < parts; ++p) total += bias_parts[size_t(p)][size_t(o)];
+      grad_bias[o] = float(total);
+    }
+}
+
 }  // namespace luna::cpu

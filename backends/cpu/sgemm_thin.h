@@ -26,4 +26,13 @@ void sgemm_thin(const GemmArgs& g);
 void sgemm_thin_serial(const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b, int64_t cs_b,
                        float* c, int64_t ldc, int64_t m, int64_t n, int64_t k, float alpha, float beta);
 
+// The three gradients of a linear layer y = x·Wᵀ + b (Backend::linear_backward) in one pass over dy:
+// each block of dy's rows gives its rows of grad_input (dy·W) and then, while it is still in cache,
+// adds to grad_weight (dyᵀ·x) and grad_bias (Σ dy, in double). Blocks are split over threads, each
+// summing into its own grad_weight and grad_bias, added in thread order. Any output may be null.
+// Needs AVX-512; sgemm_linear_backward_applies says which shapes it takes.
+bool sgemm_linear_backward_applies(int64_t rows, int64_t in, int64_t out);
+void sgemm_linear_backward(const float* grad_out, const float* input, const float* weight, int64_t rows, int64_t in,
+                           int64_t out, float* grad_input, float* grad_weight, float* grad_bias);
+
 }  // namespace luna::cpu
