@@ -3,6 +3,7 @@
 #include <luna/autograd/engine.h>
 #include <luna/autograd/grad_mode.h>
 #include <luna/autograd/node.h>
+#include <luna/autograd/profiler.h>
 
 #include <cmath>
 #include <unordered_map>
@@ -74,7 +75,11 @@ void run(const Tensor& root, const Tensor& grad_root, bool retain_graph, const C
     }
     if (run_node) {
       // A node whose saved tensors were freed reports a second backward itself (FunctionNode).
+      const bool profiling = op_profile_on();
+      if (profiling) op_profile_mark("backward", "(engine)");
       input_grads = node->apply(grad);
+      if (profiling)
+        op_profile_mark("backward", node->op_name.empty() ? "(accumulate into .grad)" : node->op_name.c_str());
       if (anomaly) {
         for (size_t i = 0; i < input_grads.size(); ++i)
           LUNA_CHECK(!input_grads[i].defined() || !has_non_finite(input_grads[i]), "anomaly: backward of '",
@@ -91,7 +96,12 @@ void run(const Tensor& root, const Tensor& grad_root, bool retain_graph, const C
                    ": backward returned a gradient of shape ", input_grads[i].sizes(), " for input ", i,
                    " of shape ", node->input_sizes[i], " (a bug in that op's backward)");
         Tensor& buffer = grad_buffers[next.get()];
-        buffer = buffer.defined() ? buffer + input_grads[i] : input_grads[i];
+        if (buffer.defined()) {
+          buffer = buffer + input_grads[i];
+          op_profile_mark("backward", "(sum of gradients)");
+        } else {
+          buffer = input_grads[i];
+        }
       }
       if (--pending_inputs[next.get()] == 0) ready.push_back(next);
     }

@@ -2,7 +2,7 @@
 // its time against its FLOP floor (the step's GEMM FLOPs over the cblas_sgemm rate measured in the
 // same run), its CPU time, and its peak memory (allocator peak and resident-set growth).
 //
-//   bench_train_step [--json] [--threads=N] [--reps=R] [--batch=B]
+//   bench_train_step [--json] [--threads=N] [--reps=R] [--batch=B] [--breakdown]
 //
 // The model is built exactly as `train_lra --task listops --protocol skyformer --attention luna`
 // builds it (apps/train_lra/trainer.cpp build_model with the skyformer preset of config.cpp):
@@ -27,6 +27,8 @@
 //   rss_growth_bytes       peak resident set during the process's first step minus the resident
 //                          set just before it: the same method bench/train_step_torch.py uses for
 //                          PyTorch (which keeps no allocator statistics on CPU), so the two compare
+// --breakdown then runs --reps more steps under autograd's op profile (autograd/profiler.h) and
+// prints the time per step of every forward op, backward node and optimizer phase.
 #include <cblas.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -40,6 +42,7 @@
 #include <string>
 #include <vector>
 
+#include <luna/autograd/profiler.h>
 #include <luna/luna.h>
 
 #include "bench_timing.h"
@@ -178,7 +181,7 @@ std::vector<int64_t> deterministic_tokens(int64_t B, int64_t N) {
 int main(int argc, char** argv) {
   using namespace luna;
   if (bench::has_flag(argc, argv, "--help")) {
-    std::printf("usage: bench_train_step [--json] [--threads=N] [--reps=R] [--batch=B]\n");
+    std::printf("usage: bench_train_step [--json] [--threads=N] [--reps=R] [--batch=B] [--breakdown]\n");
     return 0;
   }
   const bool json = bench::has_flag(argc, argv, "--json");
@@ -222,13 +225,16 @@ int main(int argc, char** argv) {
     const Tensor labels = tensor(label_values, {B});  // (B) int64
 
     StepFigures fig;
+    // The marks charge the phases that are not ops when --breakdown profiles (no-ops otherwise).
     auto train_step_on = [&](const Tensor& step_tokens, const Tensor& step_labels) {
       optimizer.zero_grad();
+      autograd::op_profile_mark("step", "zero_grad");
       const Tensor logits = model->forward(step_tokens);  // (B, classes)
       const Tensor loss = cross_entropy(logits, step_labels);
       loss.backward();
       optimizer.step();
       fig.loss = loss.item<double>();
+      autograd::op_profile_mark("step", "AdamW");
     };
     auto train_step = [&] { train_step_on(tokens, labels); };
 
@@ -379,6 +385,22 @@ int main(int argc, char** argv) {
                 double(fig.allocator_peak_bytes) / (1 << 20), double(live_before) / (1 << 20),
                 double(fig.rss_growth_bytes) / (1 << 20), double(fig.rss_before_bytes) / (1 << 20),
                 double(fig.peak_rss_bytes) / (1 << 20));
+    if (bench::has_flag(argc, argv, "--breakdown")) {
+      // Per-op time of `reps` more steps (1 thread gives the plainest attribution: with more, the
+      // process CPU time of each op includes its helper threads' time).
+      autograd::start_op_profile();
+      for (int r = 0; r < reps; ++r) train_step();
+      const std::vector<autograd::OpTime> ops = autograd::stop_op_profile();
+      double cpu_total = 0, wall_total = 0;
+      for (const autograd::OpTime& t : ops) cpu_total += t.cpu_ms, wall_total += t.wall_ms;
+      std::printf("\nbreakdown over %d steps (per step; forward ops include unrecorded work since the previous "
+                  "op):\n  %-44s %10s %10s %7s %6s\n",
+                  reps, "op", "CPU ms", "wall ms", "share", "calls");
+      for (const autograd::OpTime& t : ops)
+        std::printf("  %-44s %10.1f %10.1f %6.1f%% %6.1f\n", t.name.c_str(), t.cpu_ms / reps, t.wall_ms / reps,
+                    100.0 * t.cpu_ms / cpu_total, double(t.calls) / reps);
+      std::printf("  %-44s %10.1f %10.1f\n", "total", cpu_total / reps, wall_total / reps);
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_train_step: %s\n", e.what());
     return 1;

@@ -1,6 +1,7 @@
 // FunctionNode, record() and the broadcast-gradient reduction.
 #include <luna/ops/autograd_record.h>
 #include <luna/autograd/engine.h>
+#include <luna/autograd/profiler.h>
 
 namespace luna::ops {
 
@@ -29,12 +30,17 @@ bool needs_grad(std::initializer_list<Tensor> inputs) { return needs_grad(std::v
 
 Tensor record(const char* op, Tensor out, std::initializer_list<Tensor> inputs,
               std::initializer_list<Tensor> saved, BackwardFn backward) {
-  if (!needs_grad(inputs)) return out;
+  if (!needs_grad(inputs)) {
+    // Ops that backward formulas run record nothing (grad mode is off); their time is their node's.
+    if (autograd::op_profile_on() && GradMode::is_enabled()) autograd::op_profile_mark("forward", op);
+    return out;
+  }
   return record(op, std::move(out), std::vector<Tensor>(inputs), std::vector<Tensor>(saved), std::move(backward));
 }
 
 Tensor record(const char* op, Tensor out, const std::vector<Tensor>& inputs, const std::vector<Tensor>& saved,
               BackwardFn backward) {
+  if (autograd::op_profile_on() && GradMode::is_enabled()) autograd::op_profile_mark("forward", op);
   if (!needs_grad(inputs)) return out;
   if (autograd::is_anomaly_enabled()) {
     LUNA_CHECK(!autograd::has_non_finite(out), "anomaly: forward of '", op, "' produced a non-finite value in its ",
