@@ -1,5 +1,7 @@
 // LRA classifier: embeddings, encoder, pooling and head.
 #include <luna/models/lra_classifier.h>
+#include <luna/autograd/grad_mode.h>
+#include <luna/nn/init.h>
 #include <luna/ops/elementwise.h>
 #include <luna/ops/factories.h>
 #include <luna/ops/indexing.h>
@@ -19,9 +21,19 @@ LraClassifierImpl::LraClassifierImpl(const LraClassifierOptions& o) : nn::Module
              "LraClassifier: positions must be 'learned' or 'sinusoidal', got '", o.positions(), "'");
   LUNA_CHECK(o.interaction() == "concat4" || o.interaction() == "concat2",
              "LraClassifier: interaction must be 'concat4' or 'concat2', got '", o.interaction(), "'");
+  LUNA_CHECK(o.token_embedding_std() > 0 && o.position_embedding_std() > 0,
+             "LraClassifier: token_embedding_std (", o.token_embedding_std(), ") and position_embedding_std (",
+             o.position_embedding_std(), ") must be positive");
   token_embedding = register_module("token_embedding", nn::Embedding(o.vocab_size(), o.dim(), o.padding_idx()));
+  {
+    NoGradGuard no_grad;
+    nn::init::normal_(token_embedding->weight, 0.0, o.token_embedding_std());
+    if (o.padding_idx() >= 0 && o.padding_idx() < o.vocab_size()) token_embedding->weight.select(0, o.padding_idx()).zero_();
+  }
   if (o.positions() == "learned") {
     position_embedding = register_module("position_embedding", nn::Embedding(o.max_len(), o.dim()));
+    NoGradGuard no_grad;
+    nn::init::normal_(position_embedding->weight, 0.0, o.position_embedding_std());
   } else {
     // Fixed sin/cos table (Vaswani et al.): even features sin, odd features cos.
     std::vector<float> table(size_t(o.max_len() * o.dim()));

@@ -35,6 +35,12 @@ struct LraClassifierOptions {
   LUNA_ARG(int64_t, performer_redraw_interval) = 1000;
   LUNA_ARG(std::string, pooling) = "mean";        // "mean" over real tokens | "cls" (position 0)
   LUNA_ARG(std::string, positions) = "learned";   // "learned" | "sinusoidal"
+  // Standard deviations of the normal initialisation of the token and the learned position
+  // embeddings (the padding row is zeroed). The PyTorch LRA code of the skyformer protocol
+  // (Nyströmformer/Skyformer) draws both from N(0, 0.02); the JAX LRA code draws tokens from
+  // N(0, 1) and learned positions from N(0, 0.02); nn::Embedding alone would draw N(0, 1).
+  LUNA_ARG(double, token_embedding_std) = 0.02;
+  LUNA_ARG(double, position_embedding_std) = 0.02;
   LUNA_ARG(int64_t, padding_idx) = 0;             // token id of padding; its positions are masked
   // Retrieval: two towers with shared weights; "concat4" = [e1, e2, e1*e2, e1-e2], "concat2" = [e1, e2].
   LUNA_ARG(bool, dual) = false;

@@ -44,6 +44,9 @@ RunConfig skyformer_row(const std::string& task, int64_t max_len, int64_t batch,
   c.pooling = "mean";
   c.positions = "learned";
   c.interaction = "concat4";
+  // The PyTorch LRA code (Nyströmformer/Skyformer) draws both embeddings from N(0, 0.02).
+  c.token_embedding_std = 0.02;
+  c.position_embedding_std = 0.02;
   c.max_len = max_len;
   c.batch = batch;
   c.lr = lr;
@@ -70,6 +73,9 @@ RunConfig lra_row(const std::string& task) {
   c.pooling = "cls";
   c.positions = "learned";
   c.interaction = "concat2";
+  // flax's nn.Embed draws tokens from N(0, 1); AddPositionEmbs learned positions from N(0, 0.02).
+  c.token_embedding_std = 1.0;
+  c.position_embedding_std = 0.02;
   c.dropout = 0.1;
   if (task == "listops") {  // spec: 4 layers, 512/1024, 8 heads, batch 32, base 0.05, warmup 1000, 5000 steps
     c.layers = 4, c.dim = 512, c.ffn = 1024, c.heads = 8, c.max_len = 2000;
@@ -170,6 +176,8 @@ nlohmann::json RunConfig::training_json() const {
   j["dropout"] = dropout;
   j["pooling"] = pooling;
   j["positions"] = positions;
+  j["token_embedding_std"] = token_embedding_std;
+  j["position_embedding_std"] = position_embedding_std;
   j["interaction"] = interaction;
   j["luna"] = {{"m", luna.num_projections}, {"l", luna.channels}, {"hidden", luna.hidden},
                {"activation", luna.activation}, {"layout", luna.layout}, {"envelope", luna.envelope},

@@ -45,6 +45,8 @@ struct RunConfig {
   double dropout = 0.1;
   std::string pooling = "mean";        // mean | cls
   std::string positions = "learned";   // learned | sinusoidal
+  double token_embedding_std = 0.02;     // N(0, std²) initialisation (the protocols differ)
+  double position_embedding_std = 0.02;
   std::string interaction = "concat4";  // retrieval: concat4 | concat2
   LunaFeatureMapOptions luna;
   int64_t performer_features = 128;  // performer: random features m

@@ -84,6 +84,8 @@ models::LraClassifier build_model(const RunConfig& c, const TaskData& data) {
                      .performer_redraw_interval(c.performer_redraw)
                      .pooling(c.pooling)
                      .positions(c.positions)
+                     .token_embedding_std(c.token_embedding_std)
+                     .position_embedding_std(c.position_embedding_std)
                      .padding_idx(data.vocabulary().pad_id)
                      .dual(data.pairs)
                      .interaction(c.interaction);
