@@ -106,7 +106,6 @@ int run(Settings s) {
   const std::string original_kind = config.attention.attention;
   LUNA_CHECK(s.eval_only || original_kind == "softmax", kProgram, ": ", s.model_dir, " already uses attention '",
              original_kind, "'; conversion starts from a softmax model (use --eval-only to evaluate it)");
-  if (!device.is_cpu()) original->to(device);
   original->eval();
   const models::ViTImageProcessor processor = models::ViTImageProcessor::from_pretrained(s.model_dir, config);
   std::printf("convert_vit: %s (ViT, %s attention, %lld parameters), data %s, seed %llu, %d threads, device %s\n",
@@ -145,7 +144,9 @@ int run(Settings s) {
                                            kBeforeFineTune, "config.json", "model.safetensors",
                                            "preprocessor_config.json"});
     say("evaluating the original on test");
+    if (!device.is_cpu()) original->to(device);
     const apps::ImageEvaluation original_test = apps::evaluate_images(*original, data.test, processor, 256, device);
+    if (!device.is_cpu()) original->to(Device::cpu());  // converted from the CPU copy below
     say("  original (" + original_kind + "): test accuracy " + apps::percent(original_test.accuracy));
     before["original_accuracy"] = original_test.accuracy;
     before["original_loss"] = original_test.loss;
@@ -165,25 +166,32 @@ int run(Settings s) {
                 apps::percent(before["original_accuracy"]).c_str(), out_dir.c_str(), kReport);
     return 0;
   }
-  if (convert.distill_steps > 0) {
-    say("distilling attention for " + std::to_string(convert.distill_steps) + " steps");
-    const int64_t every = std::max<int64_t>(1, convert.distill_steps / 10);
-    convert.distill_progress = [&, every](int64_t step, double loss) {
-      if (step % every == 0 || step == convert.distill_steps) {
-        char text[128];
-        std::snprintf(text, sizeof text, "  distill step %lld/%lld: summed attention-output MSE %.4g", (long long)step,
-                      (long long)convert.distill_steps, loss);
-        say(text);
-      }
-    };
+  // Converted on the CPU (from_pretrained's device), then moved; the distillation runs on --device.
+  const int64_t distill_steps = convert.distill_steps;
+  convert.distill_steps = 0;
+  models::ViTForImageClassification converted = models::convert_vit_attention(original, convert);
+  if (!device.is_cpu()) {
+    original->to(device);
+    converted->to(device);
   }
-  models::ViTForImageClassification converted = models::convert_vit_attention(original, convert, distill);
-  if (!device.is_cpu()) converted->to(device);
   say("converted every attention to " + s.convert.attention + "; " +
       std::to_string(converted->num_parameters(/*only_trainable=*/true)) + " of " +
       std::to_string(converted->num_parameters()) + " parameters train (" + s.convert.train + ")");
+  if (distill_steps > 0) {
+    say("distilling attention for " + std::to_string(distill_steps) + " steps");
+    const int64_t every = std::max<int64_t>(1, distill_steps / 10);
+    models::distill_vit_attention(*original, *converted, distill, distill_steps, convert.distill_lr,
+                                  [&](int64_t step, double loss) {
+                                    if (step % every != 0 && step != distill_steps) return;
+                                    char text[128];
+                                    std::snprintf(text, sizeof text,
+                                                  "  distill step %lld/%lld: summed attention-output MSE %.4g",
+                                                  (long long)step, (long long)distill_steps, loss);
+                                    say(text);
+                                  });
+  }
   if (!s.run.resume) {
-    if (convert.distill_steps > 0) {
+    if (distill_steps > 0) {
       const std::vector<double> mse = models::vit_attention_output_mse(*original, *converted, distill.front());
       json per_layer = mse;
       before["distill_final_mse"] = per_layer;
