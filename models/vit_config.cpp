@@ -262,6 +262,25 @@ bool ViTAttentionConfig::operator==(const ViTAttentionConfig& other) const {
   return true;
 }
 
+std::string ViTConfig::label_name(int64_t i) const {
+  return id2label.empty() ? "LABEL_" + std::to_string(i) : id2label[size_t(i)];
+}
+
+bool ViTConfig::operator==(const ViTConfig& other) const {
+  const bool same_model =
+      hidden_size == other.hidden_size && num_hidden_layers == other.num_hidden_layers &&
+      num_attention_heads == other.num_attention_heads && intermediate_size == other.intermediate_size &&
+      hidden_act == other.hidden_act && layer_norm_eps == other.layer_norm_eps && image_size == other.image_size &&
+      patch_size == other.patch_size && num_channels == other.num_channels && qkv_bias == other.qkv_bias &&
+      num_labels == other.num_labels && hidden_dropout_prob == other.hidden_dropout_prob &&
+      attention_probs_dropout_prob == other.attention_probs_dropout_prob &&
+      initializer_range == other.initializer_range && attention == other.attention;
+  if (!same_model) return false;
+  for (int64_t i = 0; i < num_labels; ++i)
+    if (label_name(i) != other.label_name(i)) return false;
+  return true;
+}
+
 ViTConfig ViTConfig::from_json_string(std::string_view text, const std::string& source) {
   const json root = parse_object(text, source);
   const Reader reader(root, source, "", "a ViT config.json");
@@ -381,7 +400,7 @@ std::string ViTConfig::to_json_string() const {
   root["initializer_range"] = initializer_range;
   json id2label_json = json::object(), label2id = json::object();
   for (int64_t i = 0; i < num_labels; ++i) {
-    const std::string name = id2label.empty() ? "LABEL_" + std::to_string(i) : id2label[size_t(i)];
+    const std::string name = label_name(i);
     id2label_json[std::to_string(i)] = name;
     label2id[name] = i;
   }

@@ -92,7 +92,12 @@ struct ViTConfig {
   // "hidden_size=32, num_hidden_layers=2, ..." for errors that explain expected shapes.
   std::string summary() const;
 
-  bool operator==(const ViTConfig&) const = default;
+  // The name of label i: id2label's entry, or HF's default "LABEL_<i>" when id2label is empty.
+  std::string label_name(int64_t i) const;
+
+  // Equal when they describe the same model and labels: an empty id2label equals the explicit
+  // LABEL_0.. names it is written out as.
+  bool operator==(const ViTConfig& other) const;
 };
 
 }  // namespace luna::models

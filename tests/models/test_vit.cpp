@@ -115,6 +115,31 @@ TEST_CASE("vit: save_pretrained then from_pretrained gives identical logits and 
   CHECK(ViTForImageClassification::from_pretrained((dir.path() / "saved").string())->config() == model->config());
 }
 
+TEST_CASE("vit: a config without id2label equals itself written out with LABEL_i names", "[vit]") {
+  ViTConfig config;
+  config.hidden_size = 8;
+  config.num_hidden_layers = 1;
+  config.num_attention_heads = 2;
+  config.intermediate_size = 16;
+  config.image_size = 8;
+  config.patch_size = 4;
+  config.num_channels = 1;
+  config.num_labels = 3;  // no names
+  const ViTConfig again = ViTConfig::from_json_string(config.to_json_string(), "written");
+  CHECK(again.id2label == std::vector<std::string>{"LABEL_0", "LABEL_1", "LABEL_2"});
+  CHECK(again == config);
+  CHECK(config == again);
+  ViTConfig named = config;
+  named.id2label = {"cat", "dog", "LABEL_2"};
+  CHECK(!(named == config));
+  ViTConfig more_labels = config;
+  more_labels.num_labels = 4;
+  CHECK(!(more_labels == config));
+  ViTConfig other_eps = config;
+  other_eps.layer_norm_eps = 1e-6;
+  CHECK(!(other_eps == config));
+}
+
 TEST_CASE("vit: a model converted to another attention kind round-trips through save/from_pretrained", "[vit]") {
   const ViTForImageClassification softmax =
       ViTForImageClassification::from_pretrained((fixture_dir() / "small").string());
