@@ -263,7 +263,9 @@ bool ViTAttentionConfig::operator==(const ViTAttentionConfig& other) const {
 }
 
 std::string ViTConfig::label_name(int64_t i) const {
-  return id2label.empty() ? "LABEL_" + std::to_string(i) : id2label[size_t(i)];
+  // Past the end of a short id2label (a config validate() would reject) it falls back too, so
+  // comparing or writing an unvalidated config never reads out of bounds.
+  return i >= 0 && size_t(i) < id2label.size() ? id2label[size_t(i)] : "LABEL_" + std::to_string(i);
 }
 
 bool ViTConfig::operator==(const ViTConfig& other) const {

@@ -96,7 +96,7 @@ struct ViTConfig {
   std::string label_name(int64_t i) const;
 
   // Equal when they describe the same model and labels: an empty id2label equals the explicit
-  // LABEL_0.. names it is written out as.
+  // LABEL_0.. names it is written out as. It lists every field: a new field must be added there.
   bool operator==(const ViTConfig& other) const;
 };
 

@@ -135,6 +135,10 @@ TEST_CASE("vit: a config without id2label equals itself written out with LABEL_i
   ViTConfig more_labels = config;
   more_labels.num_labels = 4;
   CHECK(!(more_labels == config));
+  ViTConfig short_names = config;  // invalid (validate() rejects it), but comparable without a crash
+  short_names.id2label = {"LABEL_0"};
+  CHECK(short_names == config);
+  CHECK_THROWS_AS(short_names.validate("short"), Error);
   ViTConfig other_eps = config;
   other_eps.layer_norm_eps = 1e-6;
   CHECK(!(other_eps == config));
