@@ -25,21 +25,6 @@ using models::ViTForImageClassification;
 
 namespace {
 
-ViTConfig small_vit_config() {
-  ViTConfig config;
-  config.hidden_size = 16;
-  config.num_hidden_layers = 2;
-  config.num_attention_heads = 2;
-  config.intermediate_size = 32;
-  config.image_size = 8;
-  config.patch_size = 2;
-  config.num_channels = 3;
-  config.num_labels = 3;
-  config.layer_norm_eps = 1e-12;
-  config.initializer_range = 0.2;  // large enough that softmax attention is far from uniform
-  return config;
-}
-
 ConvertOptions small_options(const std::string& kind, const std::string& train) {
   ConvertOptions options;
   options.attention = kind;

@@ -116,15 +116,7 @@ TEST_CASE("vit: save_pretrained then from_pretrained gives identical logits and 
 }
 
 TEST_CASE("vit: a config without id2label equals itself written out with LABEL_i names", "[vit]") {
-  ViTConfig config;
-  config.hidden_size = 8;
-  config.num_hidden_layers = 1;
-  config.num_attention_heads = 2;
-  config.intermediate_size = 16;
-  config.image_size = 8;
-  config.patch_size = 4;
-  config.num_channels = 1;
-  config.num_labels = 3;  // no names
+  const ViTConfig config = small_vit_config();  // 3 labels, no names
   const ViTConfig again = ViTConfig::from_json_string(config.to_json_string(), "written");
   CHECK(again.id2label == std::vector<std::string>{"LABEL_0", "LABEL_1", "LABEL_2"});
   CHECK(again == config);

@@ -24,6 +24,22 @@ namespace fs = std::filesystem;
 
 inline fs::path fixture_dir() { return fs::path(__FILE__).parent_path().parent_path() / "fixtures" / "vit"; }
 
+// A small softmax ViT config (3 labels, no names) for tests that build models in memory.
+inline models::ViTConfig small_vit_config() {
+  models::ViTConfig config;
+  config.hidden_size = 16;
+  config.num_hidden_layers = 2;
+  config.num_attention_heads = 2;
+  config.intermediate_size = 32;
+  config.image_size = 8;
+  config.patch_size = 2;
+  config.num_channels = 3;
+  config.num_labels = 3;
+  config.layer_norm_eps = 1e-12;
+  config.initializer_range = 0.2;  // large enough that softmax attention is far from uniform
+  return config;
+}
+
 // A fresh directory under the system temp dir, removed with its contents at scope exit.
 class ScratchDir {
  public:
