@@ -238,8 +238,7 @@ ImageTrainResult train_image_classifier(models::ViTForImageClassification& model
   install_stop_handlers();
   const auto loop_start = Clock::now();
   const int64_t first_step = step;
-  double window_loss = 0, window_correct = 0, window_seconds = 0;
-  int64_t window_steps = 0, window_examples = 0;
+  LogWindow window;
   while (step < o.steps && stop_signal() == 0) {
     const auto step_start = Clock::now();
     const ImageBatch batch = training_batch(data.train, o.batch_size, o.seed, step);
@@ -261,32 +260,19 @@ ImageTrainResult train_image_classifier(models::ViTForImageClassification& model
     const double step_seconds = seconds_since(step_start);
     progression.train_seconds += step_seconds;
     progression.images_seen += batch.images.size(0);
-    window_loss += loss_value, window_correct += double(correct), window_seconds += step_seconds;
-    ++window_steps, window_examples += batch.images.size(0);
+    window.add(loss_value, correct, batch.images.size(0), batch.images.size(0), step_seconds);
 
     const double eta = seconds_since(loop_start) / double(step - first_step) * double(o.steps - step);
-    const double window_rate = window_seconds > 0 ? double(window_examples) / window_seconds : 0.0;
-    progress.update(step, window_loss / double(window_steps), window_correct / double(window_examples), window_rate, eta);
+    progress.update(step, window.mean_loss(), window.accuracy(), window.rate(), eta);
 
     const bool eval_now = step % o.eval_every == 0 || step == o.steps;
     const bool stop_now = o.stop_after > 0 && step == o.stop_after && step < o.steps;
     if (!(step % o.log_every == 0 || eval_now || stop_now)) continue;
-    json record = {{"step", step},
-                   {"epoch", batch.epoch},
-                   {"loss", loss_value},
-                   {"accuracy", double(correct) / double(batch.images.size(0))},
-                   {"loss_avg", window_loss / double(window_steps)},
-                   {"accuracy_avg", window_correct / double(window_examples)},
-                   {"lr", lr},
-                   {"images_per_second", window_rate},
-                   {"train_seconds", progression.train_seconds}};
-    char text[256];
-    std::snprintf(text, sizeof text, "step %lld/%lld loss %.4f acc %.3f lr %.3g | %.0f img/s | ETA %s", (long long)step,
-                  (long long)o.steps, window_loss / double(window_steps), window_correct / double(window_examples), lr,
-                  window_rate, format_duration(eta).c_str());
-    if (!o.progress_bar) progress.line(text);
-    window_loss = window_correct = window_seconds = 0;
-    window_steps = window_examples = 0;
+    const StepLog log{step, o.steps, batch.epoch, loss_value, double(correct) / double(batch.images.size(0)), lr,
+                      progression.train_seconds, eta};
+    json record = log_record(log, window, "images_per_second");
+    if (!o.progress_bar) progress.line(log_line(log, window, "img/s"));
+    window.reset();
     if (eval_now) {
       const auto eval_start = Clock::now();
       const ImageEvaluation dev = evaluate_images(*model, data.dev, processor, o.eval_batch_size, o.device);
@@ -299,10 +285,7 @@ ImageTrainResult train_image_classifier(models::ViTForImageClassification& model
         progression.best_step = step;
         on_best(step);
       }
-      std::snprintf(text, sizeof text, "eval step %lld: dev loss %.4f acc %s (best %s at step %lld)", (long long)step,
-                    dev.loss, percent(dev.accuracy).c_str(), percent(progression.best_dev_accuracy).c_str(),
-                    (long long)progression.best_step);
-      progress.line(text);
+      progress.line(eval_line(step, dev.loss, dev.accuracy, progression.best_dev_accuracy, progression.best_step));
     }
     metrics.write(record);
     if (eval_now || stop_now) {

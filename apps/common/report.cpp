@@ -12,6 +12,7 @@
 #include <luna/core/atomic_file.h>
 #include <luna/core/error.h>
 
+#include "run_util.h"
 #include "svg.h"
 
 namespace luna::apps {
@@ -68,6 +69,42 @@ void Progress::finish() {
   if (bar_ && bar_visible_) std::fprintf(out_, "\n");
   bar_visible_ = false;
   std::fflush(out_);
+}
+
+void LogWindow::add(double loss, int64_t correct, int64_t examples, int64_t units, double seconds) {
+  loss_sum_ += loss, correct_ += double(correct), seconds_ += seconds;
+  ++steps_, examples_ += examples, units_ += units;
+}
+
+double LogWindow::mean_loss() const { return loss_sum_ / double(steps_); }
+double LogWindow::accuracy() const { return correct_ / double(examples_); }
+double LogWindow::rate() const { return seconds_ > 0 ? double(units_) / seconds_ : 0.0; }
+
+nlohmann::json log_record(const StepLog& log, const LogWindow& window, const std::string& rate_key) {
+  return {{"step", log.step},
+          {"epoch", log.epoch},
+          {"loss", log.loss},
+          {"accuracy", log.batch_accuracy},
+          {"loss_avg", window.mean_loss()},
+          {"accuracy_avg", window.accuracy()},
+          {"lr", log.lr},
+          {rate_key, window.rate()},
+          {"train_seconds", log.train_seconds}};
+}
+
+std::string log_line(const StepLog& log, const LogWindow& window, const std::string& rate_unit) {
+  char text[256];
+  std::snprintf(text, sizeof text, "step %lld/%lld loss %.4f acc %.3f lr %.3g | %.0f %s | ETA %s", (long long)log.step,
+                (long long)log.total_steps, window.mean_loss(), window.accuracy(), log.lr, window.rate(),
+                rate_unit.c_str(), format_duration(log.eta_seconds).c_str());
+  return text;
+}
+
+std::string eval_line(int64_t step, double dev_loss, double dev_accuracy, double best_accuracy, int64_t best_step) {
+  char text[256];
+  std::snprintf(text, sizeof text, "eval step %lld: dev loss %.4f acc %s (best %s at step %lld)", (long long)step,
+                dev_loss, percent(dev_accuracy).c_str(), percent(best_accuracy).c_str(), (long long)best_step);
+  return text;
 }
 
 MetricsLog::MetricsLog(const std::string& path, bool resume, int64_t resume_step) : path_(path) {

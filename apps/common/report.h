@@ -52,6 +52,43 @@ class MetricsLog {
   std::string path_;
 };
 
+// The averages a training app logs: loss and accuracy over the steps since the last log line, and
+// the throughput in `units` (tokens or images) per second of training time over those steps.
+class LogWindow {
+ public:
+  // One training step: its loss, the correct predictions among its `examples`, the tokens or
+  // images it processed, and its wall time.
+  void add(double loss, int64_t correct, int64_t examples, int64_t units, double seconds);
+  double mean_loss() const;
+  double accuracy() const;
+  double rate() const;  // units per second; 0 before any timed step
+  // Starts a new window (after a log line).
+  void reset() { *this = LogWindow(); }
+
+ private:
+  double loss_sum_ = 0, correct_ = 0, seconds_ = 0;
+  int64_t steps_ = 0, examples_ = 0, units_ = 0;
+};
+
+// What a logged training step writes, beside the window's averages.
+struct StepLog {
+  int64_t step = 0, total_steps = 0, epoch = 0;
+  double loss = 0;            // of this step's batch
+  double batch_accuracy = 0;  // of this step's batch
+  double lr = 0;              // the rate this step used
+  double train_seconds = 0;   // the run's training time so far
+  double eta_seconds = 0;
+};
+
+// The metrics.jsonl object of a logged step: step, epoch, loss, accuracy, loss_avg, accuracy_avg,
+// lr, <rate_key> (the window's rate) and train_seconds.
+nlohmann::json log_record(const StepLog& log, const LogWindow& window, const std::string& rate_key);
+// "step 120/5000 loss 2.2901 acc 0.181 lr 1.2e-05 | 30123 tok/s | ETA 1h02m"
+std::string log_line(const StepLog& log, const LogWindow& window, const std::string& rate_unit);
+
+// "eval step 250: dev loss 2.2508 acc 17.80% (best 17.80% at step 250)"
+std::string eval_line(int64_t step, double dev_loss, double dev_accuracy, double best_accuracy, int64_t best_step);
+
 // Every object of a metrics.jsonl file, in order (an error names a line that is not JSON).
 std::vector<nlohmann::json> read_metrics(const std::string& path);
 

@@ -284,8 +284,7 @@ int run_training(const RunConfig& c) {
   install_stop_handlers();
   const auto loop_start = Clock::now();
   const int64_t first_step = step;
-  double window_loss = 0, window_correct = 0, window_seconds = 0;
-  int64_t window_steps = 0, window_examples = 0, window_tokens = 0;
+  LogWindow window;
   bool stopped_at_request = false;
   while (step < c.steps && stop_signal() == 0) {
     const auto step_start = Clock::now();
@@ -309,33 +308,20 @@ int run_training(const RunConfig& c) {
     const double step_seconds = seconds_since(step_start);
     progression.train_seconds += step_seconds;
     progression.tokens_seen += batch.real_tokens;
-    window_loss += loss_value, window_correct += double(correct), window_seconds += step_seconds;
-    ++window_steps, window_examples += batch.size(), window_tokens += batch.real_tokens;
+    window.add(loss_value, correct, batch.size(), batch.real_tokens, step_seconds);
 
     const double per_step = seconds_since(loop_start) / double(step - first_step);
     const double eta = per_step * double(c.steps - step);
-    const double window_rate = window_seconds > 0 ? double(window_tokens) / window_seconds : 0.0;
-    progress.update(step, window_loss / double(window_steps), window_correct / double(window_examples), window_rate, eta);
+    progress.update(step, window.mean_loss(), window.accuracy(), window.rate(), eta);
 
     const bool eval_now = step % c.eval_every == 0 || step == c.steps;
     const bool stop_now = c.stop_after > 0 && step == c.stop_after && step < c.steps;
     if (!(step % c.log_every == 0 || eval_now || stop_now)) continue;
-    json record = {{"step", step},
-                   {"epoch", batch.epoch},
-                   {"loss", loss_value},
-                   {"accuracy", double(correct) / double(batch.size())},
-                   {"loss_avg", window_loss / double(window_steps)},
-                   {"accuracy_avg", window_correct / double(window_examples)},
-                   {"lr", lr},
-                   {"tokens_per_second", window_rate},
-                   {"train_seconds", progression.train_seconds}};
-    char text[256];
-    std::snprintf(text, sizeof text, "step %lld/%lld loss %.4f acc %.3f lr %.3g | %.0f tok/s | ETA %s",
-                  (long long)step, (long long)c.steps, window_loss / double(window_steps),
-                  window_correct / double(window_examples), lr, window_rate, format_duration(eta).c_str());
-    if (!use_bar) progress.line(text);
-    window_loss = window_correct = window_seconds = 0;
-    window_steps = window_examples = window_tokens = 0;
+    const StepLog log{step, c.steps, batch.epoch, loss_value, double(correct) / double(batch.size()), lr,
+                      progression.train_seconds, eta};
+    json record = log_record(log, window, "tokens_per_second");
+    if (!use_bar) progress.line(log_line(log, window, "tok/s"));
+    window.reset();
     if (eval_now) {
       const auto eval_start = Clock::now();
       const EvalResult dev = evaluate_split(model, data, data::Split::dev, c, device);
@@ -349,10 +335,7 @@ int run_training(const RunConfig& c) {
         progression.best_step = step;
         save_safetensors((out / kBest).string(), model->state_dict(), {{"step", std::to_string(step)}});
       }
-      std::snprintf(text, sizeof text, "eval step %lld: dev loss %.4f acc %s (best %s at step %lld)", (long long)step,
-                    dev.loss, percent(dev.accuracy).c_str(), percent(progression.best_dev_accuracy).c_str(),
-                    (long long)progression.best_step);
-      progress.line(text);
+      progress.line(eval_line(step, dev.loss, dev.accuracy, progression.best_dev_accuracy, progression.best_step));
     }
     metrics.write(record);
     if (eval_now || stop_now) {
