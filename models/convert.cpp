@@ -243,16 +243,7 @@ ConvertedBertSelfAttentionImpl::ConvertedBertSelfAttentionImpl(const BertConfig&
       .dropout(config.attention_probs_dropout_prob);
   mha = nn::MultiHeadAttention(mha_options);
   mha->out_proj = std::move(out_proj);
-  query = register_module("query", mha->q_proj);
-  key = register_module("key", mha->k_proj);
-  value = register_module("value", mha->v_proj);
-  if (!mha->feature_map.is_empty()) register_module("feature_map", mha->feature_map);
-  if (!mha->hedgehog_feature_map.is_empty()) register_module("feature_map", mha->hedgehog_feature_map);
-  if (mha->projection_matrix.defined()) {
-    // The registered handles become mha's own, so redraws and moves reach both.
-    mha->projection_matrix = register_buffer("projection_matrix", mha->projection_matrix);
-    mha->calls_since_last_redraw = register_buffer("calls_since_last_redraw", mha->calls_since_last_redraw);
-  }
+  register_hf_self_attention(*this, mha, query, key, value);
 }
 
 void ConvertedBertSelfAttentionImpl::train(bool on) {

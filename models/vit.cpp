@@ -122,6 +122,20 @@ Tensor ViTEmbeddingsImpl::forward(const Tensor& pixels, bool interpolate) const 
 
 // ---- attention --------------------------------------------------------------------------------
 
+void register_hf_self_attention(nn::Module& owner, nn::MultiHeadAttention& mha, nn::Linear& query, nn::Linear& key,
+                                nn::Linear& value) {
+  query = owner.register_module("query", mha->q_proj);
+  key = owner.register_module("key", mha->k_proj);
+  value = owner.register_module("value", mha->v_proj);
+  if (!mha->feature_map.is_empty()) owner.register_module("feature_map", mha->feature_map);
+  if (!mha->hedgehog_feature_map.is_empty()) owner.register_module("feature_map", mha->hedgehog_feature_map);
+  if (mha->projection_matrix.defined()) {
+    // The registered handles become mha's own, so redraws (set_data) and moves reach both.
+    mha->projection_matrix = owner.register_buffer("projection_matrix", mha->projection_matrix);
+    mha->calls_since_last_redraw = owner.register_buffer("calls_since_last_redraw", mha->calls_since_last_redraw);
+  }
+}
+
 ViTSelfAttentionImpl::ViTSelfAttentionImpl(const ViTConfig& config) : Module("ViTSelfAttention") {
   const int64_t D = config.hidden_size;
   const ViTAttentionConfig& a = config.attention;
@@ -142,16 +156,7 @@ ViTSelfAttentionImpl::ViTSelfAttentionImpl(const ViTConfig& config) : Module("Vi
     mha->k_proj = nn::Linear(D, D, false);
     mha->v_proj = nn::Linear(D, D, false);
   }
-  query = register_module("query", mha->q_proj);
-  key = register_module("key", mha->k_proj);
-  value = register_module("value", mha->v_proj);
-  if (!mha->feature_map.is_empty()) register_module("feature_map", mha->feature_map);
-  if (!mha->hedgehog_feature_map.is_empty()) register_module("feature_map", mha->hedgehog_feature_map);
-  if (mha->projection_matrix.defined()) {
-    // The registered handles become mha's own, so redraws (set_data) and moves reach both.
-    mha->projection_matrix = register_buffer("projection_matrix", mha->projection_matrix);
-    mha->calls_since_last_redraw = register_buffer("calls_since_last_redraw", mha->calls_since_last_redraw);
-  }
+  register_hf_self_attention(*this, mha, query, key, value);
 }
 
 void ViTSelfAttentionImpl::train(bool on) {

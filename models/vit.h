@@ -69,6 +69,13 @@ class ViTEmbeddingsImpl : public nn::Module {
 };
 LUNA_MODULE(ViTEmbeddings);
 
+// Registers on `owner` (an HF-layout self-attention module) the parts of `mha` under HF's names:
+// its q/k/v projections as query/key/value (returned through the three handles), its feature map
+// as feature_map, and performer's projection_matrix and redraw counter as buffers. Handles are
+// shared, so training, performer redraws and device moves reach both owner and mha.
+void register_hf_self_attention(nn::Module& owner, nn::MultiHeadAttention& mha, nn::Linear& query, nn::Linear& key,
+                                nn::Linear& value);
+
 // attention.attention: HF's query/key/value Linear layers. They are the q/k/v projections of an
 // nn::MultiHeadAttention held (not registered) in `mha`, which runs the chosen attention kind; its
 // kind-specific state (feature_map.*, performer's projection_matrix) is registered here too, so
