@@ -10,15 +10,9 @@
 
 #include <luna/core/error.h>
 #include <luna/data/read_util.h>
+#include <luna/data/stb_failure.h>
 
 namespace luna::data {
-
-namespace {
-const char* stb_reason() {
-  const char* reason = stbi_failure_reason();
-  return reason ? reason : "no reason given";
-}
-}  // namespace
 
 Image decode_image(std::string_view bytes, int64_t max_side) {
   LUNA_CHECK(max_side > 0, "decode_image: max_side must be > 0, got ", max_side);
@@ -28,7 +22,7 @@ Image decode_image(std::string_view bytes, int64_t max_side) {
   const int length = int(bytes.size());
   int width = 0, height = 0, channels = 0;
   LUNA_CHECK(stbi_info_from_memory(data, length, &width, &height, &channels),
-             "not an image stb_image can decode (", stb_reason(), "; ", bytes.size(), " bytes starting ",
+             "not an image stb_image can decode (", detail::stb_failure(), "; ", bytes.size(), " bytes starting ",
              detail::quoted(bytes.substr(0, 8)), ")");
   auto check_size = [&](int w, int h) {
     LUNA_CHECK(w > 0 && h > 0 && w <= max_side && h <= max_side, "image of ", w, "x", h,
@@ -40,7 +34,7 @@ Image decode_image(std::string_view bytes, int64_t max_side) {
   std::unique_ptr<stbi_uc, void (*)(void*)> interleaved(
       stbi_load_from_memory(data, length, &loaded_width, &loaded_height, &loaded_channels, /*desired_channels=*/0),
       &stbi_image_free);
-  LUNA_CHECK(interleaved != nullptr, "corrupt or unsupported image (", stb_reason(), "; ", width, "x", height,
+  LUNA_CHECK(interleaved != nullptr, "corrupt or unsupported image (", detail::stb_failure(), "; ", width, "x", height,
              " announced)");
   // The header stb read for stbi_info is the one it decoded; a disagreement would be a decoder bug,
   // and the checks below are what keep the copy inside the buffer stb returned.

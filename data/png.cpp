@@ -8,15 +8,9 @@
 
 #include <luna/core/error.h>
 #include <luna/data/read_util.h>
+#include <luna/data/stb_failure.h>
 
 namespace luna::data {
-
-namespace {
-const char* stb_reason() {
-  const char* reason = stbi_failure_reason();
-  return reason ? reason : "no reason given";
-}
-}  // namespace
 
 GrayImage decode_png_gray(std::string_view png, int64_t max_side) {
   static constexpr std::string_view kSignature("\x89PNG\r\n\x1a\n", 8);
@@ -27,12 +21,12 @@ GrayImage decode_png_gray(std::string_view png, int64_t max_side) {
   const int length = int(png.size());
   int width = 0, height = 0, channels = 0;
   LUNA_CHECK(stbi_info_from_memory(bytes, length, &width, &height, &channels), "corrupt PNG (",
-             stb_reason(), ")");
+             detail::stb_failure(), ")");
   LUNA_CHECK(width > 0 && height > 0 && width <= max_side && height <= max_side, "PNG of ", width, "x", height,
              " exceeds the largest accepted side ", max_side);
   std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
       stbi_load_from_memory(bytes, length, &width, &height, &channels, /*desired_channels=*/1), &stbi_image_free);
-  LUNA_CHECK(pixels != nullptr, "corrupt PNG (", stb_reason(), ")");
+  LUNA_CHECK(pixels != nullptr, "corrupt PNG (", detail::stb_failure(), ")");
   GrayImage image;
   image.width = width;
   image.height = height;
