@@ -5,6 +5,7 @@
 //   train_lra --task listops --generate --data lra_data --protocol lra     generated data, JAX configs
 //   train_lra --task fmnist --attention elu --steps 2000 --out runs/fm      Debian's Fashion-MNIST
 //   train_lra ... --resume                      continue the run in --out (after Ctrl-C, say)
+//   train_lra ... --eval-only                   evaluate the run in --out; per-example predictions
 //
 // The pieces live in apps/train_lra/: config (presets, flags), task_data (find/generate/read),
 // trainer (the loop, checkpoints), kernels (LUNA ψ plot); apps/common/ has the progress bar,
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
   const luna::train_lra::ParsedCommandLine parsed = luna::train_lra::parse_command_line(argc, argv);
   if (!parsed.run) return parsed.exit_code;
   try {
+    if (parsed.config.eval_only) return luna::train_lra::run_evaluation(parsed.config);
     return luna::train_lra::run_training(parsed.config);
   } catch (const std::exception& e) {  // luna::Error and anything the standard library throws
     luna::apps::print_error("train_lra", e.what());

@@ -259,6 +259,10 @@ void validate(const RunConfig& c) {
   check_positive(c.eval_every, "--eval-every");
   check_positive(c.log_every, "--log-every");
   check_non_negative(c.stop_after, "--stop-after");
+  LUNA_CHECK(!(c.eval_only && c.resume), "train_lra: --eval-only and --resume exclude each other: --eval-only "
+             "evaluates the run in --out without training");
+  LUNA_CHECK(!(c.eval_only && c.stop_after > 0), "train_lra: --stop-after (", c.stop_after,
+             ") has no meaning with --eval-only, which does not train");
   check_one_of(c.progress, {"auto", "bar", "lines"}, "--progress");
   const bool cuda = c.device == "cuda" || c.device.rfind("cuda:", 0) == 0;
   LUNA_CHECK(c.device == "cpu" || cuda, "train_lra: --device must be cpu or cuda[:N], got '", c.device, "'");
@@ -365,6 +369,9 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
   LUNA_TRAIN_FLAG("--device", device, "cpu | cuda[:N]");
   LUNA_TRAIN_FLAG("--out", out_dir, "output folder; default lra_runs/<task>_<protocol>_<attention>_seed<seed>");
   LUNA_TRAIN_SWITCH("--resume", resume, "continue the run in --out from its checkpoint (bit-exact)");
+  LUNA_TRAIN_SWITCH("--eval-only", eval_only,
+                    "only evaluate the run in --out (give the command that trained it): its best-dev weights on dev "
+                    "and test; writes eval.json and predictions_dev.tsv / predictions_test.tsv");
   LUNA_TRAIN_FLAG("--eval-every", eval_every, "evaluate on dev (and checkpoint) every this many steps");
   LUNA_TRAIN_FLAG("--log-every", log_every, "write a metrics line every this many steps");
   LUNA_TRAIN_FLAG("--stop-after", stop_after, "stop after this step with a checkpoint, as Ctrl-C does (0 = off)");

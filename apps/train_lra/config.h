@@ -71,6 +71,7 @@ struct RunConfig {
   std::string device = "cpu";
   std::string out_dir;  // empty = lra_runs/<task>_<protocol>_<attention>_seed<seed>
   bool resume = false;
+  bool eval_only = false;          // evaluate the run in out_dir (its best-dev weights) and exit
   int64_t eval_every = 500;
   int64_t log_every = 10;
   int64_t stop_after = 0;          // stop with a checkpoint after this step (0 = run to the end)

@@ -25,6 +25,7 @@ struct TaskData {
   size_t dev_size() const { return pairs ? dev_pairs.size() : dev.size(); }
   size_t test_size() const { return pairs ? test_pairs.size() : test.size(); }
   std::vector<int64_t> train_histogram() const { return pairs ? train_pairs.label_histogram() : train.label_histogram(); }
+  const std::vector<int64_t>& dev_labels() const { return pairs ? dev_pairs.labels : dev.labels; }
   const std::vector<int64_t>& test_labels() const { return pairs ? test_pairs.labels : test.labels; }
 };
 

@@ -46,6 +46,9 @@ constexpr const char* kMetrics = "metrics.jsonl";
 constexpr const char* kSummary = "summary.json";
 constexpr const char* kCurves = "curves.svg";
 constexpr const char* kKernels = "kernels.svg";
+constexpr const char* kEval = "eval.json";
+constexpr const char* kDevPredictions = "predictions_dev.tsv";
+constexpr const char* kTestPredictions = "predictions_test.tsv";
 
 
 // What the loop carries across a resume besides the model, optimizer, RNG and data cursor.
@@ -106,8 +109,11 @@ struct EvalResult {
   int64_t examples = 0;
 };
 
+// `predictions`, when given, receives each example's predicted class at its index in `examples`
+// (batches may be reordered by length bucketing).
 template <class Examples>
-EvalResult evaluate(const models::LraClassifier& model, const Examples& examples, const RunConfig& c, Device device) {
+EvalResult evaluate(const models::LraClassifier& model, const Examples& examples, const RunConfig& c, Device device,
+                    std::vector<int64_t>* predictions = nullptr) {
   NoGradGuard no_grad;
   model->eval();
   data::BatchOptions options;
@@ -127,6 +133,12 @@ EvalResult evaluate(const models::LraClassifier& model, const Examples& examples
     const Tensor labels = batch.labels.to(device);        // (B)
     loss_sum += cross_entropy(logits, labels, sum).item<double>();
     correct += count_correct(logits, labels);
+    if (predictions) {
+      predictions->resize(examples.size());
+      const Tensor predicted = logits.argmax(1).to(kCPU).contiguous();  // (B) int64
+      for (int64_t row = 0; row < batch.size(); ++row)
+        (*predictions)[batch.indices[size_t(row)]] = predicted.data_ptr<int64_t>()[row];
+    }
     result.examples += batch.size();
   }
   model->train();
@@ -136,11 +148,51 @@ EvalResult evaluate(const models::LraClassifier& model, const Examples& examples
 }
 
 EvalResult evaluate_split(const models::LraClassifier& model, const TaskData& data, data::Split split,
-                          const RunConfig& c, Device device) {
+                          const RunConfig& c, Device device, std::vector<int64_t>* predictions = nullptr) {
   using data::Split;
   if (data.pairs)
-    return evaluate(model, split == Split::dev ? data.dev_pairs : data.test_pairs, c, device);
-  return evaluate(model, split == Split::dev ? data.dev : data.test, c, device);
+    return evaluate(model, split == Split::dev ? data.dev_pairs : data.test_pairs, c, device, predictions);
+  return evaluate(model, split == Split::dev ? data.dev : data.test, c, device, predictions);
+}
+
+// The most frequent train label and the share of test examples that carry it.
+struct MajorityClass {
+  int64_t label = 0;
+  double test_accuracy = 0;
+};
+
+MajorityClass majority_class_of(const TaskData& data) {
+  const auto train_histogram = data.train_histogram();
+  MajorityClass majority;
+  majority.label = int64_t(std::max_element(train_histogram.begin(), train_histogram.end()) - train_histogram.begin());
+  int64_t hits = 0;
+  for (int64_t label : data.test_labels()) hits += label == majority.label;
+  majority.test_accuracy = double(hits) / double(data.test_labels().size());
+  return majority;
+}
+
+// A --resume or --eval-only must repeat the settings of the run whose checkpoint it reads: the
+// model built from different flags would not be the one trained (or not load at all).
+void check_same_training(const std::string& checkpoint_path, const RunConfig& c, const std::string& flag,
+                         const std::string& hint) {
+  const auto metadata = load_safetensors_metadata(checkpoint_path);
+  const auto saved = metadata.count("config") ? json::parse(metadata.at("config"), nullptr, false) : json();
+  LUNA_CHECK(saved.is_object() && saved.contains("training"), "train_lra: ", checkpoint_path,
+             " has no train_lra config; it was not written by train_lra");
+  const auto differences = config_differences(saved["training"], c.training_json());
+  if (differences.empty()) return;
+  std::string list;
+  for (const auto& d : differences) list += "\n  " + d;
+  LUNA_FAIL("train_lra: ", flag, ": this command's settings differ from the checkpoint's in ", c.out_dir, ":", list,
+            "\n", hint);
+}
+
+// One line per example in dataset order: its index, its label and the predicted class.
+std::string predictions_tsv(const std::vector<int64_t>& labels, const std::vector<int64_t>& predictions) {
+  std::ostringstream text;
+  text << "index\tlabel\tprediction\n";
+  for (size_t i = 0; i < labels.size(); ++i) text << i << '\t' << labels[i] << '\t' << predictions[i] << '\n';
+  return text.str();
 }
 
 // The first dev batch's (first-document) tokens, for kernels.svg.
@@ -223,17 +275,7 @@ int run_training(const RunConfig& c) {
   Progression progression;
   if (c.resume) {
     nn::TrainState state;
-    const auto metadata = load_safetensors_metadata(checkpoint_path);
-    const auto saved = metadata.count("config") ? json::parse(metadata.at("config"), nullptr, false) : json();
-    LUNA_CHECK(saved.is_object() && saved.contains("training"), "train_lra: ", checkpoint_path,
-               " has no train_lra config; it was not written by train_lra");
-    const auto differences = config_differences(saved["training"], c.training_json());
-    if (!differences.empty()) {
-      std::string list;
-      for (const auto& d : differences) list += "\n  " + d;
-      LUNA_FAIL("train_lra: --resume: this command's settings differ from the checkpoint's in ", c.out_dir, ":", list,
-                "\nrepeat the original command with --resume");
-    }
+    check_same_training(checkpoint_path, c, "--resume", "repeat the original command with --resume");
     nn::load_train_state(checkpoint_path, *model, &optimizer, state);
     step = state.step;
     const json cursor = json::parse(state.data_cursor);
@@ -255,12 +297,9 @@ int run_training(const RunConfig& c) {
     nn::save_train_state(checkpoint_path, *model, &optimizer, state);
   };
 
-  const auto train_histogram = data.train_histogram();
-  const int64_t majority_class =
-      int64_t(std::max_element(train_histogram.begin(), train_histogram.end()) - train_histogram.begin());
-  int64_t majority_hits = 0;
-  for (int64_t label : data.test_labels()) majority_hits += label == majority_class;
-  const double majority_accuracy = double(majority_hits) / double(data.test_labels().size());
+  const MajorityClass majority = majority_class_of(data);
+  const int64_t majority_class = majority.label;
+  const double majority_accuracy = majority.test_accuracy;
   {
     std::ostringstream line;
     line << "model: " << model->num_parameters() << " parameters, " << c.layers << " layers, dim " << c.dim << ", "
@@ -415,6 +454,59 @@ int run_training(const RunConfig& c) {
       format_duration(progression.train_seconds).c_str(), tokens_per_second,
       double(memory_stats(device).peak_bytes_in_use) / (1024.0 * 1024.0), double(peak_rss_bytes()) / (1024.0 * 1024.0),
       c.out_dir.c_str());
+  return 0;
+}
+
+int run_evaluation(const RunConfig& c) {
+  if (c.threads > 0) set_num_threads(c.threads);
+  const Device device = parse_device(c.device, "train_lra");
+  const fs::path out(c.out_dir);
+  const std::string checkpoint_path = (out / kCheckpoint).string();
+  const std::string best_path = (out / kBest).string();
+  LUNA_CHECK(fs::exists(checkpoint_path) && fs::exists(best_path), "train_lra: --eval-only: ", c.out_dir, " has no ",
+             fs::exists(checkpoint_path) ? kBest : kCheckpoint,
+             "; it needs a run that reached its first dev evaluation (train there first, or give its --out)");
+  check_same_training(checkpoint_path, c, "--eval-only", "repeat the command that trained it, with --eval-only");
+  auto say = [](const std::string& text) {
+    std::printf("%s\n", text.c_str());
+    std::fflush(stdout);
+  };
+  std::printf("train_lra --eval-only: task %s, attention %s, %s, %d threads, device %s\n", c.task.c_str(),
+              c.attention.c_str(), best_path.c_str(), get_num_threads(), c.device.c_str());
+  const TaskData data = load_task_data(c, say);
+
+  manual_seed(c.seed);
+  models::LraClassifier model = build_model(c, data);
+  if (!device.is_cpu()) model->to(device);
+  const SafetensorsFile best = load_safetensors(best_path);
+  model->load_state_dict(best.tensors);
+  const std::string best_step = best.metadata.count("step") ? best.metadata.at("step") : "unknown";
+
+  std::vector<int64_t> dev_predictions, test_predictions;
+  const EvalResult dev = evaluate_split(model, data, data::Split::dev, c, device, &dev_predictions);
+  const EvalResult test = evaluate_split(model, data, data::Split::test, c, device, &test_predictions);
+  write_file_atomically((out / kDevPredictions).string(), predictions_tsv(data.dev_labels(), dev_predictions));
+  write_file_atomically((out / kTestPredictions).string(), predictions_tsv(data.test_labels(), test_predictions));
+  const MajorityClass majority = majority_class_of(data);
+  const json report = {{"task", c.task},
+                       {"attention", c.attention},
+                       {"weights", best_path},
+                       {"best_step", best_step},
+                       {"dev_examples", dev.examples},
+                       {"dev_accuracy", dev.accuracy},
+                       {"dev_loss", dev.loss},
+                       {"test_examples", test.examples},
+                       {"test_accuracy", test.accuracy},
+                       {"test_loss", test.loss},
+                       {"majority_class", majority.label},
+                       {"majority_class_accuracy", majority.test_accuracy},
+                       {"data_source", data.data_source},
+                       {"data_folder", data.folder}};
+  write_file_atomically((out / kEval).string(), report.dump(2) + "\n");
+  std::printf("best-dev weights (step %s): dev accuracy %s (loss %.4f), test accuracy %s (loss %.4f) vs majority "
+              "class %s; wrote %s, %s and %s in %s\n",
+              best_step.c_str(), percent(dev.accuracy).c_str(), dev.loss, percent(test.accuracy).c_str(), test.loss,
+              percent(majority.test_accuracy).c_str(), kEval, kDevPredictions, kTestPredictions, c.out_dir.c_str());
   return 0;
 }
 

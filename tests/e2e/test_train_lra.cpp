@@ -393,3 +393,66 @@ TEST_CASE("train_lra: LUNA options reach the model", "[e2e][train_lra]") {
   CHECK(kernels.find("channel 2") != std::string::npos);
   CHECK(kernels.find("channel 3") == std::string::npos);
 }
+
+TEST_CASE("train_lra: --eval-only re-evaluates the best-dev weights and writes each example's prediction",
+          "[e2e][train_lra]") {
+  REQUIRE(fs::exists(train_lra_binary()));
+  // performer keeps its random features in buffers: they must come back with the weights.
+  for (const std::string kind : {"luna", "performer"}) {
+    INFO("attention " << kind);
+    const std::string out = "eval_only_" + kind;
+    const std::vector<std::string> run_flags = {"--attention", kind, "--steps", "12", "--eval-every", "4"};
+    REQUIRE(run(tiny(out, run_flags), out).exit_code == 0);
+    const fs::path dir = scratch() / out;
+    const std::string summary_text = slurp(dir / "summary.json");
+    const std::string checkpoint_bytes = slurp(dir / "checkpoint.safetensors");
+
+    std::vector<std::string> eval_flags = run_flags;
+    eval_flags.push_back("--eval-only");
+    const Result r = run(tiny(out, eval_flags), out + "_eval");
+    INFO("stdout: " << r.out << "\nstderr: " << r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.out.find("test accuracy") != std::string::npos);
+    // Nothing of the run changes; the evaluation reproduces the run's own numbers exactly.
+    CHECK(slurp(dir / "summary.json") == summary_text);
+    CHECK(slurp(dir / "checkpoint.safetensors") == checkpoint_bytes);
+    const json summary = json::parse(summary_text);
+    const json report = json::parse(slurp(dir / "eval.json"));
+    CHECK(report["dev_accuracy"] == summary["dev_accuracy"]);
+    CHECK(report["test_accuracy"] == summary["test_accuracy"]);
+    CHECK(report["test_loss"] == summary["test_loss"]);
+    CHECK(report["best_step"] == std::to_string(summary["best_step"].get<int64_t>()));
+    CHECK(report["majority_class_accuracy"] == summary["majority_class_accuracy"]);
+
+    // One line per test example in file order: its label as read, and predictions whose hits make
+    // the reported accuracy.
+    const auto test = data::read_listops_split((scratch() / "data" / "listops-1000").string(), data::Split::test);
+    std::istringstream lines(slurp(dir / "predictions_test.tsv"));
+    std::string line;
+    REQUIRE(std::getline(lines, line));
+    CHECK(line == "index\tlabel\tprediction");
+    int64_t rows = 0, hits = 0;
+    while (std::getline(lines, line)) {
+      int64_t index = -1, label = -1, prediction = -1;
+      std::istringstream fields(line);
+      fields >> index >> label >> prediction;
+      REQUIRE(index == rows);
+      REQUIRE(size_t(index) < test.labels.size());
+      CHECK(label == test.labels[size_t(index)]);
+      CHECK((prediction >= 0 && prediction < 10));
+      hits += label == prediction;
+      ++rows;
+    }
+    CHECK(rows == int64_t(test.labels.size()));
+    CHECK(double(hits) / double(rows) == Approx(report["test_accuracy"].get<double>()));
+    CHECK(fs::exists(dir / "predictions_dev.tsv"));
+  }
+  // Settings that differ from the run's, a folder with no run, and --eval-only with --resume.
+  require_failure(run(tiny("eval_only_luna", {"--attention", "luna", "--steps", "12", "--lr", "0.5", "--eval-only"}),
+                      "eval_only_bad"),
+                  1, {"--eval-only", "lr", "checkpoint"});
+  require_failure(run(tiny("eval_only_nothing", {"--eval-only"}), "eval_only_nothing"), 1,
+                  {"--eval-only", "eval_only_nothing", "checkpoint.safetensors"});
+  require_failure(run(tiny("eval_only_luna", {"--eval-only", "--resume"}), "eval_only_resume"), 2,
+                  {"--eval-only", "--resume"});
+}
