@@ -127,6 +127,7 @@ EvalResult evaluate(const models::LraClassifier& model, const Examples& examples
   int64_t correct = 0;
   CrossEntropyOptions sum;
   sum.reduction = "sum";
+  if (predictions) predictions->assign(examples.size(), -1);
   for (int64_t i = 0; i < batcher.batches_per_epoch(); ++i) {
     const data::Batch batch = batcher.next();
     const Tensor logits = forward(model, batch, device);  // (B, classes)
@@ -134,7 +135,6 @@ EvalResult evaluate(const models::LraClassifier& model, const Examples& examples
     loss_sum += cross_entropy(logits, labels, sum).item<double>();
     correct += count_correct(logits, labels);
     if (predictions) {
-      predictions->resize(examples.size());
       const Tensor predicted = logits.argmax(1).to(kCPU).contiguous();  // (B) int64
       for (int64_t row = 0; row < batch.size(); ++row)
         (*predictions)[batch.indices[size_t(row)]] = predicted.data_ptr<int64_t>()[row];
