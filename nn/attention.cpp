@@ -168,17 +168,13 @@ Tensor MultiHeadAttentionImpl::forward(const Tensor& query, const Tensor& key_in
     linear.key_padding_mask = key_padding_mask;
     linear.causal = options.causal();
     linear.eps = options.linear_eps();
-    Tensor phi_q, phi_k;  // (B, H, Nq, F), (B, H, Nk, F)
     if (options.attention() == "luna") {
-      // As luna_attention: the key mask keeps padded queries out of channel_rms_limit statistics
-      // only when queries and keys are the same tokens.
-      phi_q = feature_map(q, Nq == Nk ? key_padding_mask : Tensor());
-      phi_k = feature_map(k, key_padding_mask);
+      // The op runs ψ inside the attention loop where it can (ops/luna.h), so φ(q) and φ(k) are
+      // never materialised.
+      heads = luna_attention(q, k, v, feature_map->params(), feature_map->options, linear);
     } else {
-      phi_q = elu(q) + 1.0;  // F = d
-      phi_k = elu(k) + 1.0;
+      heads = linear_attention(elu(q) + 1.0, elu(k) + 1.0, v, linear);  // F = d
     }
-    heads = linear_attention(phi_q, phi_k, v, linear);
   } else {
     LUNA_FAIL("MultiHeadAttention: attention kind '", options.attention(), "' has no implementation");
   }

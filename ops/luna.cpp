@@ -98,17 +98,23 @@ kernels::PsiParams<T> psi_params(const Saved& s) {
   return {s[1].data_ptr<T>(), s[2].data_ptr<T>(), s[3].data_ptr<T>(), s[4].data_ptr<T>()};
 }
 
-// The fused ψ op: u (B, H, N, M) and tables (G, L, Hψ) -> scale·ψ(u) as (B, H, N, M, L).
-Tensor psi_op(const Tensor& u, const Tensor& fc1_weight, const Tensor& fc1_bias, const Tensor& fc2_weight,
-              const Tensor& fc2_bias, const LunaFeatureMapOptions& o, double scale) {
+// ψ's sizes for H heads; rows, tokens and strides are left to the caller.
+kernels::PsiShape psi_shape(const LunaFeatureMapOptions& o, int64_t heads) {
   kernels::PsiShape shape;
-  shape.heads = u.size(1);
-  shape.tokens = u.size(2);
-  shape.rows = u.size(0) * u.size(1) * u.size(2);
+  shape.heads = heads;
   shape.projections = o.num_projections;
   shape.channels = o.channels;
   shape.hidden = o.hidden;
   shape.per_head = o.per_head;
+  return shape;
+}
+
+// The fused ψ op: u (B, H, N, M) and tables (G, L, Hψ) -> scale·ψ(u) as (B, H, N, M, L).
+Tensor psi_op(const Tensor& u, const Tensor& fc1_weight, const Tensor& fc1_bias, const Tensor& fc2_weight,
+              const Tensor& fc2_bias, const LunaFeatureMapOptions& o, double scale) {
+  kernels::PsiShape shape = psi_shape(o, u.size(1));
+  shape.tokens = u.size(2);
+  shape.rows = u.size(0) * u.size(1) * u.size(2);
   const kernels::PsiActivation activation = parse_activation(o.activation);
   const bool piecewise = activation == kernels::PsiActivation::Relu && !o.force_direct;
 
@@ -270,6 +276,95 @@ Tensor causal_linear_attention(const Tensor& phi_q, const Tensor& phi_k, const T
                 });
 }
 
+// u = W x + b per token: (B, H, N, M). Per head, (H, d, M) broadcasts over the batch. For x a head
+// split of (B, N, H, d) memory (as multi-head attention hands it over), u is computed in that layout
+// and returned as the matching view: the rows are the same rows, but nothing is copied.
+Tensor projections(const Tensor& x, const LunaFeatureMapParams& p, const LunaFeatureMapOptions& o) {
+  const bool head_split = !o.per_head && x.size(1) > 1 && x.transpose(1, 2).is_contiguous();
+  return o.per_head    ? matmul(x, p.proj_weight.transpose(1, 2)) + p.proj_bias.unsqueeze(1)
+         : head_split ? linear(x.transpose(1, 2), p.proj_weight, p.proj_bias).transpose(1, 2)
+                      : linear(x, p.proj_weight, p.proj_bias);
+}
+
+// ψ's parameters as the kernels take them: a, c, g (G, L, Hψ) and e (G, L).
+struct PsiTables {
+  Tensor a, c, g, e;
+};
+PsiTables psi_tables(const LunaFeatureMapParams& p, const LunaFeatureMapOptions& o) {
+  const bool shared = o.layout == "shared";
+  return {psi_table(p.fc1_weight, o, shared), psi_table(p.fc1_bias, o, shared), psi_table(p.fc2_weight, o, false),
+          psi_table(p.fc2_bias, o, false)};
+}
+
+double psi_scale(const LunaFeatureMapOptions& o) { return 1.0 / std::sqrt(double(o.num_projections)); }
+
+// Whether luna_attention runs ψ inside the attention loop (fused_luna_attention): the exact ReLU path
+// with stored buckets, nothing applied to φ between ψ and the attention, and non-causal.
+bool fusable(const LunaFeatureMapOptions& o, const LinearAttentionOptions& a) {
+  return o.activation == "relu" && !o.force_direct && !o.envelope && !o.channel_rms_limit && !a.causal &&
+         2 * o.hidden <= kernels::kMaxStoredBucket;
+}
+
+// linear_attention(φ(q), φ(k), v) with ψ computed inside the attention's per-head loop from u_q
+// (B, H, Nq, M) and u_k (B, H, Nk, M): the (B, H, N, F) feature tensors are never materialised, only
+// their buckets (one byte per feature) are kept for the backward.
+Tensor fused_luna_attention(const Tensor& u_q, const Tensor& u_k, const Tensor& v, const PsiTables& t,
+                            const LunaFeatureMapOptions& o, const kernels::AttentionShape& shape, const Tensor& mask,
+                            double eps) {
+  const char* op = "luna_attention";
+  const Tensor uq = with_unit_last_stride(u_q.detach()), uk = with_unit_last_stride(u_k.detach());
+  const Tensor v_data = with_unit_last_stride(v.detach());  // (B, H, Nk, dv)
+  const Tensor a = t.a.detach().contiguous(), c = t.c.detach().contiguous();
+  const Tensor g = t.g.detach().contiguous(), e = t.e.detach().contiguous();
+  const Tensor mask_data = mask.defined() ? mask.detach().contiguous() : Tensor();
+  const int64_t B = shape.batch, H = shape.heads, Nq = shape.queries, Nk = shape.keys, F = shape.features;
+  const int64_t dv = shape.value_dim;
+  const DType dtype = uq.dtype();
+  Tensor out = head_layout_like(v_data, {B, H, Nq, dv}, dtype);                     // (B, H, Nq, dv)
+  Tensor denominator = empty_tensor({B, H, Nq}, dtype, uq.device());                 // (B, H, Nq)
+  Tensor S_aug = empty_tensor({B, H, F, dv + 1}, dtype, uq.device());                // (B, H, F, dv+1) [S, z]
+  Tensor buckets_q = empty_tensor({B, H, Nq, F}, kUInt8, uq.device());               // (B, H, Nq, F)
+  Tensor buckets_k = empty_tensor({B, H, Nk, F}, kUInt8, uq.device());               // (B, H, Nk, F)
+  const kernels::PsiShape psi = psi_shape(o, H);
+  const bool per_head = o.per_head;
+  const double scale = psi_scale(o);
+  LUNA_DISPATCH_FLOAT(dtype, op, [&] {
+    using T = scalar_t;
+    const kernels::PsiPiecewiseRows<T> rows({a.data_ptr<T>(), c.data_ptr<T>(), g.data_ptr<T>(), e.data_ptr<T>()},
+                                            psi);
+    kernels::luna_attention_forward<T>(head_rows<const T>(uq), head_rows<const T>(uk), head_rows<const T>(v_data),
+                                       mask_bytes(mask_data), {&rows, per_head, T(scale)}, shape, eps,
+                                       head_rows<T>(out), denominator.data_ptr<T>(), S_aug.data_ptr<T>(),
+                                       buckets_q.data_ptr<uint8_t>(), buckets_k.data_ptr<uint8_t>());
+  });
+  return record(
+      "luna_attention_fused", out, {u_q, u_k, v, t.a, t.c, t.g, t.e},
+      {uq, uk, v_data, out, denominator, S_aug, buckets_q, buckets_k, a, c, g, e, mask_data},
+      [shape, psi, per_head, scale](const Tensor& grad, const Saved& s) {
+        const DType dtype = s[0].dtype();
+        const Tensor grad_out = with_unit_last_stride(grad);
+        Tensor grad_uq = head_layout_like(s[0], s[0].sizes(), dtype);  // (B, H, Nq, M) in u_q's layout
+        Tensor grad_uk = head_layout_like(s[1], s[1].sizes(), dtype);  // (B, H, Nk, M)
+        Tensor grad_v = head_layout_like(s[2], s[2].sizes(), dtype);   // (B, H, Nk, dv)
+        Tensor grad_a = empty_tensor(s[8].sizes(), dtype, s[8].device());
+        Tensor grad_c = empty_tensor(s[9].sizes(), dtype, s[9].device());
+        Tensor grad_g = empty_tensor(s[10].sizes(), dtype, s[10].device());
+        Tensor grad_e = empty_tensor(s[11].sizes(), dtype, s[11].device());
+        LUNA_DISPATCH_FLOAT(dtype, "luna_attention backward", [&] {
+          using T = scalar_t;
+          const kernels::PsiPiecewiseRows<T> rows(
+              {s[8].data_ptr<T>(), s[9].data_ptr<T>(), s[10].data_ptr<T>(), s[11].data_ptr<T>()}, psi);
+          kernels::luna_attention_backward<T>(
+              head_rows<const T>(grad_out), head_rows<const T>(s[0]), head_rows<const T>(s[1]),
+              head_rows<const T>(s[2]), mask_bytes(s[12]), head_rows<const T>(s[3]), s[4].data_ptr<T>(),
+              s[5].data_ptr<T>(), s[6].data_ptr<uint8_t>(), s[7].data_ptr<uint8_t>(), {&rows, per_head, T(scale)},
+              shape, head_rows<T>(grad_uq), head_rows<T>(grad_uk), head_rows<T>(grad_v),
+              {grad_a.data_ptr<T>(), grad_c.data_ptr<T>(), grad_g.data_ptr<T>(), grad_e.data_ptr<T>()});
+        });
+        return Grads{grad_uq, grad_uk, grad_v, grad_a, grad_c, grad_g, grad_e};
+      });
+}
+
 }  // namespace
 
 LunaFeatureMapParams luna_feature_map_init(int64_t head_dim, int64_t heads, const LunaFeatureMapOptions& o,
@@ -308,17 +403,9 @@ Tensor luna_feature_map(const Tensor& x, const LunaFeatureMapParams& p, const Lu
   const int64_t B = x.size(0), H = x.size(1), N = x.size(2), d = x.size(3);
   if (padding_mask.defined()) check_mask(padding_mask, B, N, "luna_feature_map");
 
-  // u = W x + b per token: (B, H, N, M). Per head, (H, d, M) broadcasts over the batch. For x a head
-  // split of (B, N, H, d) memory (as multi-head attention hands it over), u is computed in that
-  // layout and returned as the matching view: the rows are the same rows, but nothing is copied.
-  const bool head_split = !o.per_head && H > 1 && x.transpose(1, 2).is_contiguous();
-  const Tensor u = o.per_head    ? matmul(x, p.proj_weight.transpose(1, 2)) + p.proj_bias.unsqueeze(1)
-                   : head_split ? linear(x.transpose(1, 2), p.proj_weight, p.proj_bias).transpose(1, 2)
-                                : linear(x, p.proj_weight, p.proj_bias);
-  const bool shared = o.layout == "shared";
-  Tensor phi = psi_op(u, psi_table(p.fc1_weight, o, shared), psi_table(p.fc1_bias, o, shared),
-                      psi_table(p.fc2_weight, o, false), psi_table(p.fc2_bias, o, false), o,
-                      1.0 / std::sqrt(double(o.num_projections)));  // (B, H, N, M, L)
+  const Tensor u = projections(x, p, o);  // (B, H, N, M)
+  const PsiTables t = psi_tables(p, o);
+  Tensor phi = psi_op(u, t.a, t.c, t.g, t.e, o, psi_scale(o));  // (B, H, N, M, L)
   if (o.envelope) {
     const Tensor squared_norm = (x * x).sum({-1}, /*keepdim=*/true);  // (B, H, N, 1)
     const Tensor h = (squared_norm * p.envelope_beta * (0.5 / std::sqrt(double(d)))).exp();
@@ -384,6 +471,24 @@ Tensor luna_attention(const Tensor& q, const Tensor& k, const Tensor& v, const L
              v.sizes(), " does not match k of shape ", k.sizes(), " in batch, heads and keys (B, H, Nk, ·)");
   const Tensor& mask = attention_options.key_padding_mask;
   if (mask.defined()) check_mask(mask, k.size(0), k.size(2), op);
+  if (fusable(feature_map_options, attention_options)) {
+    LUNA_CHECK(k.dtype() == q.dtype() && v.dtype() == q.dtype(), op, ": dtypes differ: q ", q.dtype(), ", k ",
+               k.dtype(), ", v ", v.dtype());
+    LUNA_CHECK(attention_options.eps >= 0, op, ": eps must be non-negative, got ", attention_options.eps);
+    check_options(feature_map_options);
+    check_params(params, feature_map_options, q);
+    check_params(params, feature_map_options, k);
+    kernels::AttentionShape shape;
+    shape.batch = q.size(0);
+    shape.heads = q.size(1);
+    shape.queries = q.size(2);
+    shape.keys = k.size(2);
+    shape.features = feature_map_options.num_projections * feature_map_options.channels;
+    shape.value_dim = v.size(3);
+    return fused_luna_attention(projections(q, params, feature_map_options), projections(k, params, feature_map_options),
+                                v, psi_tables(params, feature_map_options), feature_map_options, shape, mask,
+                                attention_options.eps);
+  }
   const Tensor query_mask = q.size(2) == k.size(2) ? mask : Tensor();
   const Tensor phi_q = luna_feature_map(q, params, feature_map_options, query_mask);
   const Tensor phi_k = luna_feature_map(k, params, feature_map_options, mask);

@@ -3,6 +3,7 @@
 // C++/OpenMP on contiguous float/double buffers; a CUDA backend would mirror these signatures.
 #pragma once
 #include <cstdint>
+#include <memory>
 
 namespace luna::cpu::luna_kernels {
 
@@ -72,6 +73,39 @@ template <class T>
 void psi_backward_piecewise(const T* grad_out, const T* u, const uint8_t* saved_buckets, const PsiParams<T>& params,
                             const PsiShape& shape, T scale, T* grad_u, const PsiGrads<T>& grads);
 
+// The exact ReLU path row by row, for callers that run ψ inside a larger loop (the fused LUNA
+// attention in ops/luna_linear_attention.cpp): the tables are built once, at construction, then any
+// row of u may go through from any thread. `shape` needs projections, channels, hidden, heads and
+// per_head; rows and strides are the caller's business. A row's `group` is its parameter group: the
+// head with per_head, else 0. The backward needs the forward's buckets (2·Hψ < kMaxStoredBucket).
+template <class T>
+class PsiPiecewiseRows {
+ public:
+  struct State;  // tables and search structures (ops/luna_psi_piecewise.cpp)
+  PsiPiecewiseRows(const PsiParams<T>& params, const PsiShape& shape);
+  ~PsiPiecewiseRows();
+  PsiPiecewiseRows(const PsiPiecewiseRows&) = delete;
+  PsiPiecewiseRows& operator=(const PsiPiecewiseRows&) = delete;
+
+  // out_row (M, L) = scale·ψ(u_row (M)), bucket_row (M, L) its buckets, or null.
+  void forward(const T* u_row, int64_t group, T scale, T* out_row, uint8_t* bucket_row) const;
+  // The same out_row from the buckets forward stored: one multiply-add per output, no search, the
+  // same bits.
+  void recompute(const T* u_row, const uint8_t* bucket_row, int64_t group, T scale, T* out_row) const;
+  // grad_u_row (M) from grad_row (M, L), and the row's share of the parameter gradients added to
+  // `sums` (bucket_sums_size() doubles per thread, zeroed before the first row).
+  void backward(const T* u_row, const T* grad_row, const uint8_t* bucket_row, int64_t group, T scale, double* sums,
+                T* grad_u_row) const;
+  int64_t bucket_sums_size() const;
+  // The parameter gradients (overwritten) from the sums of every row, added over threads.
+  void parameter_gradients(const double* sums, const PsiGrads<T>& grads) const;
+
+  const State& state() const { return *state_; }
+
+ private:
+  std::unique_ptr<State> state_;
+};
+
 // Direct path: loops over the Hψ hidden units per scalar; backward recomputes them. `out` (the
 // forward output) gates the final ReLU in backward.
 template <class T>
@@ -113,6 +147,32 @@ void linear_attention_backward(HeadRows<const T> grad_out, const T* phi_q, const
                                const uint8_t* key_padding_mask, HeadRows<const T> out, const T* denominator,
                                const T* S_aug, const AttentionShape& shape, T* grad_phi_q, T* grad_phi_k,
                                HeadRows<T> grad_v);
+
+// LUNA attention with ψ (exact ReLU path) fused into the non-causal attention above
+// (ops/luna_linear_attention.cpp): φ(q) and φ(k) are made tile by tile from u_q (B, H, Nq, M) and
+// u_k (B, H, Nk, M), rows possibly strided, inside the per-head loop and never written; their
+// buckets (B, H, Nq, F) and (B, H, Nk, F) are, for the backward. shape.features is F = M·L. The
+// result equals linear_attention_forward on the φ that psi_forward_piecewise makes, up to the
+// rounding of the tiled sums.
+template <class T>
+struct FusedPsi {
+  const PsiPiecewiseRows<T>* rows;
+  bool per_head;  // row (b, h, n) uses parameter group h, else 0
+  T scale;        // 1/√M
+};
+template <class T>
+void luna_attention_forward(HeadRows<const T> u_q, HeadRows<const T> u_k, HeadRows<const T> v,
+                            const uint8_t* key_padding_mask, const FusedPsi<T>& psi, const AttentionShape& shape,
+                            double eps, HeadRows<T> out, T* denominator, T* S_aug, uint8_t* buckets_q,
+                            uint8_t* buckets_k);
+// Gradients for u_q, u_k and v (strided rows; v's zero for a padded key) and ψ's parameters
+// (overwritten), rebuilding every tile of φ from the stored buckets.
+template <class T>
+void luna_attention_backward(HeadRows<const T> grad_out, HeadRows<const T> u_q, HeadRows<const T> u_k,
+                             HeadRows<const T> v, const uint8_t* key_padding_mask, HeadRows<const T> out,
+                             const T* denominator, const T* S_aug, const uint8_t* buckets_q, const uint8_t* buckets_k,
+                             const FusedPsi<T>& psi, const AttentionShape& shape, HeadRows<T> grad_u_q,
+                             HeadRows<T> grad_u_k, HeadRows<T> grad_v, const PsiGrads<T>& psi_grads);
 
 // Causal (Nq = Nk): prefix sums. S_state (B, H, F, dv) and z_state (B, H, F) hold the sums before
 // the first token on entry and after the last one on exit, so chunks can be streamed.

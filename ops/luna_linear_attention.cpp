@@ -20,6 +20,7 @@
 #include <luna/backends/cpu/blas_threads.h>
 #include <luna/backends/cpu/cpu_features.h>
 #include <luna/backends/cpu/sgemm_thin.h>
+#include <luna/ops/luna_kernel_common.h>
 
 namespace luna::cpu::luna_kernels {
 namespace {
@@ -34,26 +35,27 @@ struct Matrix {
   int64_t rs, cs;
 };
 
-// C (m×n, row stride ldc) = A·B (beta = 0) on the calling thread.
+// C (m×n, row stride ldc) = A·B + beta·C, beta 0 or 1, on the calling thread.
 template <class T>
-void product(bool thin, Matrix<T> a, Matrix<T> b, T* c, int64_t ldc, int64_t m, int64_t n, int64_t k) {
+void product(bool thin, Matrix<T> a, Matrix<T> b, T* c, int64_t ldc, int64_t m, int64_t n, int64_t k, T beta = 0) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
-    for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, T(0));
+    if (beta == T(0))
+      for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, T(0));
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
-    if (thin) return sgemm_thin_serial(a.data, a.rs, a.cs, b.data, b.rs, b.cs, c, ldc, m, n, k, 1.0f, 0.0f);
+    if (thin) return sgemm_thin_serial(a.data, a.rs, a.cs, b.data, b.rs, b.cs, c, ldc, m, n, k, 1.0f, beta);
   }
   // BLAS: a unit column stride is a plain row-major matrix, a unit row stride its transpose.
   const bool trans_a = a.cs != 1, trans_b = b.cs != 1;
   const blasint lda = blasint(trans_a ? a.cs : a.rs), ldb = blasint(trans_b ? b.cs : b.rs);
   const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
   if constexpr (std::is_same_v<T, float>)
-    cblas_sgemm(CblasRowMajor, ta, tb, blasint(m), blasint(n), blasint(k), 1.0f, a.data, lda, b.data, ldb, 0.0f, c,
+    cblas_sgemm(CblasRowMajor, ta, tb, blasint(m), blasint(n), blasint(k), 1.0f, a.data, lda, b.data, ldb, beta, c,
                 blasint(ldc));
   else
-    cblas_dgemm(CblasRowMajor, ta, tb, blasint(m), blasint(n), blasint(k), 1.0, a.data, lda, b.data, ldb, 0.0, c,
+    cblas_dgemm(CblasRowMajor, ta, tb, blasint(m), blasint(n), blasint(k), 1.0, a.data, lda, b.data, ldb, beta, c,
                 blasint(ldc));
 }
 
@@ -61,12 +63,14 @@ inline bool is_padded(const uint8_t* mask, int64_t batch, int64_t keys, int64_t 
   return mask != nullptr && mask[batch * keys + j] != 0;
 }
 
-// [v, 1] of one head (Nk, dv+1), all zeros for a padded key (so it adds nothing to S and z).
+// [v, 1] of one head's keys [first, first + count) (count, dv+1), all zeros for a padded key (so it
+// adds nothing to S and z).
 template <class T>
 void values_with_ones(HeadRows<const T> v, const uint8_t* mask, int64_t b, int64_t h, int64_t Nk, int64_t dv,
-                      T* v_aug) {
-  for (int64_t j = 0; j < Nk; ++j) {
-    T* row = v_aug + j * (dv + 1);
+                      T* v_aug, int64_t first = 0, int64_t count = -1) {
+  if (count < 0) count = Nk;
+  for (int64_t j = first; j < first + count; ++j) {
+    T* row = v_aug + (j - first) * (dv + 1);
     if (is_padded(mask, b, Nk, j)) {
       std::fill(row, row + dv + 1, T(0));
       continue;
@@ -74,6 +78,26 @@ void values_with_ones(HeadRows<const T> v, const uint8_t* mask, int64_t b, int64
     const T* src = v.at(b, h, j);
     std::copy(src, src + dv, row);
     row[dv] = T(1);
+  }
+}
+
+// ∂[numerator, φ(q)ᵀz] = [G / den, −(G·out) / den] for one head's queries [first, first + count):
+// (count, dv+1).
+template <class T>
+void numerator_gradients(HeadRows<const T> grad_out, HeadRows<const T> out, const T* denominator, int64_t b,
+                         int64_t h, int64_t H, int64_t Nq, int64_t dv, int64_t first, int64_t count, T* grad_aug) {
+  const int64_t dv1 = dv + 1;
+  for (int64_t i = first; i < first + count; ++i) {
+    const T* g = grad_out.at(b, h, i);
+    const T* o = out.at(b, h, i);
+    T* aug = grad_aug + (i - first) * dv1;
+    const T inverse = T(1) / denominator[(b * H + h) * Nq + i];
+    T dot_go = 0;
+    for (int64_t e = 0; e < dv; ++e) {
+      aug[e] = g[e] * inverse;
+      dot_go += g[e] * o[e];
+    }
+    aug[dv] = -dot_go * inverse;
   }
 }
 
@@ -164,19 +188,7 @@ void linear_attention_backward(HeadRows<const T> grad_out, const T* phi_q, const
       const T* q = phi_q + bh * Nq * F;    // (Nq, F)
       const T* k = phi_k + bh * Nk * F;    // (Nk, F)
       const T* S = S_aug + bh * F * dv1;   // (F, dv+1)
-      // ∂[numerator, φ(q)ᵀz] = [G / den, −(G·out) / den] (Nq, dv+1).
-      for (int64_t i = 0; i < Nq; ++i) {
-        const T* g = grad_out.at(b, h, i);
-        const T* o = out.at(b, h, i);
-        T* aug = grad_aug.data() + i * dv1;
-        const T inverse = T(1) / denominator[bh * Nq + i];
-        T dot_go = 0;
-        for (int64_t e = 0; e < dv; ++e) {
-          aug[e] = g[e] * inverse;
-          dot_go += g[e] * o[e];
-        }
-        aug[dv] = -dot_go * inverse;
-      }
+      numerator_gradients(grad_out, out, denominator, b, h, H, Nq, dv, 0, Nq, grad_aug.data());
       // ∂φ(q) = ∂aug S_augᵀ; ∂S = φ(q)ᵀ∂num and ∂z = φ(q)ᵀ∂den; ∂φ(k) = [v, 1] ∂S_augᵀ (0 where padded,
       // since [v, 1] is); ∂v = φ(k) ∂S, padded rows zeroed.
       product<T>(thin, {grad_aug.data(), dv1, 1}, {S, 1, dv1}, grad_phi_q + bh * Nq * F, F, Nq, F, dv1);
@@ -192,12 +204,149 @@ void linear_attention_backward(HeadRows<const T> grad_out, const T* phi_q, const
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// LUNA attention with ψ inside: the same products, over tiles of kTile tokens whose φ rows are made
+// by ψ right before they are used and never leave the cache. Only their buckets (1 byte per feature)
+// are stored, so the backward rebuilds each tile with one multiply-add per feature.
+
+// Tokens per tile: a tile of φ (kTile × F) and its gradient stay in L1/L2 at F = 128.
+constexpr int64_t kTile = 64;
+
+template <class T>
+void luna_attention_forward(HeadRows<const T> u_q, HeadRows<const T> u_k, HeadRows<const T> v,
+                            const uint8_t* key_padding_mask, const FusedPsi<T>& psi, const AttentionShape& shape,
+                            double eps, HeadRows<T> out, T* denominator, T* S_aug, uint8_t* buckets_q,
+                            uint8_t* buckets_k) {
+  const int64_t B = shape.batch, H = shape.heads, Nq = shape.queries, Nk = shape.keys, F = shape.features;
+  const int64_t dv = shape.value_dim, dv1 = dv + 1, BH = B * H;
+  const bool thin = use_thin(std::is_same_v<T, float>);
+  const bool parallel = BH > 1 && (Nq + Nk) * F * dv >= kParallelWork;
+  SingleThreadedBlas single_threaded_blas(parallel && !thin);
+#pragma omp parallel if (parallel)
+  {
+    std::vector<T> phi(size_t(kTile * F)), v_aug(size_t(kTile * dv1)), z(static_cast<size_t>(F));  // (tile, F), (tile, dv+1), (F)
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < BH; ++bh) {
+      const int64_t b = bh / H, h = bh % H, group = psi.per_head ? h : 0;
+      T* S = S_aug + bh * F * dv1;  // (F, dv+1): [S, z]
+      // S = Σ_tiles φ(k)ᵀv and z = Σ φ(k) over unpadded keys, summed in key order.
+      std::fill(z.begin(), z.end(), T(0));
+      if (Nk == 0)
+        for (int64_t f = 0; f < F; ++f) std::fill(S + f * dv1, S + f * dv1 + dv, T(0));
+      for (int64_t first = 0; first < Nk; first += kTile) {
+        const int64_t count = std::min(kTile, Nk - first);
+        for (int64_t r = 0; r < count; ++r)
+          psi.rows->forward(u_k.at(b, h, first + r), group, psi.scale, phi.data() + r * F,
+                            buckets_k + (bh * Nk + first + r) * F);
+        values_with_ones(v, key_padding_mask, b, h, Nk, dv, v_aug.data(), first, count);
+        product<T>(thin, {phi.data(), 1, F}, {v_aug.data(), dv1, 1}, S, dv1, F, dv, count, first > 0 ? T(1) : T(0));
+        for (int64_t r = 0; r < count; ++r) {
+          if (v_aug[size_t(r * dv1 + dv)] == T(0)) continue;  // a padded key
+          const T* row = phi.data() + r * F;
+          for (int64_t f = 0; f < F; ++f) z[size_t(f)] += row[f];
+        }
+      }
+      for (int64_t f = 0; f < F; ++f) S[f * dv1 + dv] = z[size_t(f)];
+      // out = φ(q)S / (φ(q)ᵀz + ε), tile by tile, the numerator in place in out.
+      for (int64_t first = 0; first < Nq; first += kTile) {
+        const int64_t count = std::min(kTile, Nq - first);
+        for (int64_t r = 0; r < count; ++r)
+          psi.rows->forward(u_q.at(b, h, first + r), group, psi.scale, phi.data() + r * F,
+                            buckets_q + (bh * Nq + first + r) * F);
+        T* o = out.at(b, h, first);
+        product<T>(thin, {phi.data(), F, 1}, {S, dv1, 1}, o, out.row, count, dv, F);
+        for (int64_t r = 0; r < count; ++r) {
+          const T den = dot(phi.data() + r * F, z.data(), F) + T(eps);
+          denominator[bh * Nq + first + r] = den;
+          const T inverse = T(1) / den;
+          T* row = o + r * out.row;
+          for (int64_t e = 0; e < dv; ++e) row[e] *= inverse;
+        }
+      }
+    }
+  }
+}
+
+template <class T>
+void luna_attention_backward(HeadRows<const T> grad_out, HeadRows<const T> u_q, HeadRows<const T> u_k,
+                             HeadRows<const T> v, const uint8_t* key_padding_mask, HeadRows<const T> out,
+                             const T* denominator, const T* S_aug, const uint8_t* buckets_q, const uint8_t* buckets_k,
+                             const FusedPsi<T>& psi, const AttentionShape& shape, HeadRows<T> grad_u_q,
+                             HeadRows<T> grad_u_k, HeadRows<T> grad_v, const PsiGrads<T>& psi_grads) {
+  const int64_t B = shape.batch, H = shape.heads, Nq = shape.queries, Nk = shape.keys, F = shape.features;
+  const int64_t dv = shape.value_dim, dv1 = dv + 1, BH = B * H;
+  const bool thin = use_thin(std::is_same_v<T, float>);
+  const bool parallel = BH > 1 && (Nq + Nk) * F * dv >= kParallelWork;
+  const int threads = parallel ? omp_get_max_threads() : 1;
+  detail::ThreadPartials partials(psi.rows->bucket_sums_size(), threads);
+  SingleThreadedBlas single_threaded_blas(parallel && !thin);
+#pragma omp parallel num_threads(threads) if (parallel)
+  {
+    double* sums = partials.slot(omp_get_thread_num());
+    std::vector<T> phi(size_t(kTile * F)), grad_phi(size_t(kTile * F));        // (tile, F)
+    std::vector<T> aug(size_t(kTile * dv1)), grad_S(size_t(F * dv1)), dz(static_cast<size_t>(F));  // (tile, dv+1), (F, dv+1), (F)
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < BH; ++bh) {
+      const int64_t b = bh / H, h = bh % H, group = psi.per_head ? h : 0;
+      const T* S = S_aug + bh * F * dv1;  // (F, dv+1)
+      // Queries: ∂φ(q) = ∂aug S_augᵀ, then ψ's backward; ∂S = Σ φ(q)ᵀ∂num and ∂z = Σ φ(q)ᵀ∂den.
+      std::fill(dz.begin(), dz.end(), T(0));
+      if (Nq == 0) std::fill(grad_S.begin(), grad_S.end(), T(0));
+      for (int64_t first = 0; first < Nq; first += kTile) {
+        const int64_t count = std::min(kTile, Nq - first);
+        for (int64_t r = 0; r < count; ++r)
+          psi.rows->recompute(u_q.at(b, h, first + r), buckets_q + (bh * Nq + first + r) * F, group, psi.scale,
+                              phi.data() + r * F);
+        numerator_gradients(grad_out, out, denominator, b, h, H, Nq, dv, first, count, aug.data());
+        product<T>(thin, {aug.data(), dv1, 1}, {S, 1, dv1}, grad_phi.data(), F, count, F, dv1);
+        product<T>(thin, {phi.data(), 1, F}, {aug.data(), dv1, 1}, grad_S.data(), dv1, F, dv, count,
+                   first > 0 ? T(1) : T(0));
+        for (int64_t r = 0; r < count; ++r) {
+          const T w = aug[size_t(r * dv1 + dv)];
+          if (w == T(0)) continue;
+          const T* row = phi.data() + r * F;
+          for (int64_t f = 0; f < F; ++f) dz[size_t(f)] += w * row[f];
+        }
+        for (int64_t r = 0; r < count; ++r)
+          psi.rows->backward(u_q.at(b, h, first + r), grad_phi.data() + r * F, buckets_q + (bh * Nq + first + r) * F,
+                             group, psi.scale, sums, grad_u_q.at(b, h, first + r));
+      }
+      for (int64_t f = 0; f < F; ++f) grad_S[size_t(f * dv1 + dv)] = dz[size_t(f)];
+      // Keys: ∂φ(k) = [v, 1] ∂S_augᵀ (0 where padded), then ψ's backward; ∂v = φ(k) ∂S, 0 where padded.
+      for (int64_t first = 0; first < Nk; first += kTile) {
+        const int64_t count = std::min(kTile, Nk - first);
+        for (int64_t r = 0; r < count; ++r)
+          psi.rows->recompute(u_k.at(b, h, first + r), buckets_k + (bh * Nk + first + r) * F, group, psi.scale,
+                              phi.data() + r * F);
+        values_with_ones(v, key_padding_mask, b, h, Nk, dv, aug.data(), first, count);
+        product<T>(thin, {aug.data(), dv1, 1}, {grad_S.data(), 1, dv1}, grad_phi.data(), F, count, F, dv1);
+        T* gv = grad_v.at(b, h, first);
+        product<T>(thin, {phi.data(), F, 1}, {grad_S.data(), dv1, 1}, gv, grad_v.row, count, dv, F);
+        for (int64_t r = 0; r < count; ++r) {
+          if (is_padded(key_padding_mask, b, Nk, first + r)) std::fill(gv + r * grad_v.row, gv + r * grad_v.row + dv, T(0));
+          psi.rows->backward(u_k.at(b, h, first + r), grad_phi.data() + r * F, buckets_k + (bh * Nk + first + r) * F,
+                             group, psi.scale, sums, grad_u_k.at(b, h, first + r));
+        }
+      }
+    }
+  }
+  psi.rows->parameter_gradients(partials.reduce(threads), psi_grads);
+}
+
 #define LUNA_INSTANTIATE_LINEAR_ATTENTION(T)                                                                        \
   template void linear_attention_forward<T>(const T*, const T*, HeadRows<const T>, const uint8_t*,                \
                                             const AttentionShape&, double, HeadRows<T>, T*, T*);                  \
   template void linear_attention_backward<T>(HeadRows<const T>, const T*, const T*, HeadRows<const T>,            \
                                              const uint8_t*, HeadRows<const T>, const T*, const T*,               \
-                                             const AttentionShape&, T*, T*, HeadRows<T>);
+                                             const AttentionShape&, T*, T*, HeadRows<T>);                         \
+  template void luna_attention_forward<T>(HeadRows<const T>, HeadRows<const T>, HeadRows<const T>, const uint8_t*, \
+                                          const FusedPsi<T>&, const AttentionShape&, double, HeadRows<T>, T*, T*, \
+                                          uint8_t*, uint8_t*);                                                    \
+  template void luna_attention_backward<T>(HeadRows<const T>, HeadRows<const T>, HeadRows<const T>,               \
+                                           HeadRows<const T>, const uint8_t*, HeadRows<const T>, const T*,        \
+                                           const T*, const uint8_t*, const uint8_t*, const FusedPsi<T>&,          \
+                                           const AttentionShape&, HeadRows<T>, HeadRows<T>, HeadRows<T>,          \
+                                           const PsiGrads<T>&);
 
 LUNA_INSTANTIATE_LINEAR_ATTENTION(float)
 LUNA_INSTANTIATE_LINEAR_ATTENTION(double)

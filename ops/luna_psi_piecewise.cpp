@@ -138,6 +138,27 @@ inline T table_value(const PiecewiseTable<T>& table, int32_t bucket, T x) {
 // ---------------------------------------------------------------------------------------------
 // The plain loops (float64, and float32 where AVX2 is missing).
 
+// ψ of one row u_row (M) through its group's L tables into out_row (M, L) and, if not null,
+// bucket_row (M, L).
+template <class T>
+void row_plain(const PiecewiseTable<T>* group_tables, const T* u_row, int64_t M, int64_t L, T scale, T* out_row,
+               uint8_t* bucket_row) {
+  int32_t bucket[kLookupBlock];
+  for (int64_t l = 0; l < L; ++l) {
+    const PiecewiseTable<T>& table = group_tables[l];
+    for (int64_t start = 0; start < M; start += kLookupBlock) {
+      const int n = int(std::min<int64_t>(kLookupBlock, M - start));
+      buckets_of_block(table, u_row + start, n, bucket);
+      for (int s = 0; s < n; ++s) {
+        const T sum = table_value(table, bucket[s], u_row[start + s]);
+        const int64_t flat = (start + s) * L + l;
+        out_row[flat] = scale * outer_relu(sum);
+        if (bucket_row != nullptr) bucket_row[flat] = sum > T(0) ? uint8_t(bucket[s]) : kInactiveBucket;
+      }
+    }
+  }
+}
+
 template <class T>
 void forward_plain(const std::vector<PiecewiseTable<T>>& tables, const T* u, const PsiShape& shape, T scale, T* out,
                    uint8_t* buckets_out) {
@@ -145,23 +166,8 @@ void forward_plain(const std::vector<PiecewiseTable<T>>& tables, const T* u, con
 #pragma omp parallel for schedule(static) if (shape.rows * M * L > kParallelWork)
   for (int64_t step = 0; step < shape.rows; ++step) {
     const int64_t row = shape.row_at(step);
-    const PiecewiseTable<T>* group_tables = tables.data() + shape.group_of_row(row) * L;
-    const T* u_row = u + shape.u_offset(row);  // (M)
-    T* out_row = out + row * M * L;            // (M, L)
-    int32_t bucket[kLookupBlock];
-    for (int64_t l = 0; l < L; ++l) {
-      const PiecewiseTable<T>& table = group_tables[l];
-      for (int64_t start = 0; start < M; start += kLookupBlock) {
-        const int n = int(std::min<int64_t>(kLookupBlock, M - start));
-        buckets_of_block(table, u_row + start, n, bucket);
-        for (int s = 0; s < n; ++s) {
-          const T sum = table_value(table, bucket[s], u_row[start + s]);
-          const int64_t flat = (start + s) * L + l;
-          out_row[flat] = scale * outer_relu(sum);
-          if (buckets_out != nullptr) buckets_out[row * M * L + flat] = sum > T(0) ? uint8_t(bucket[s]) : kInactiveBucket;
-        }
-      }
-    }
+    row_plain(tables.data() + shape.group_of_row(row) * L, u + shape.u_offset(row), M, L, scale, out + row * M * L,
+              buckets_out != nullptr ? buckets_out + row * M * L : nullptr);
   }
 }
 
@@ -416,30 +422,6 @@ LUNA_TARGET_AVX512 int64_t row_avx512(const PiecewiseTable<float>* tables, const
   return start;
 }
 
-void forward_avx2(const std::vector<PiecewiseTable<float>>& tables, const float* u, const PsiShape& shape,
-                  float scale, float* out, uint8_t* buckets_out) {
-  const int64_t M = shape.projections, L = shape.channels;
-  std::vector<PsiGrid> grids;
-  for (const PiecewiseTable<float>& table : tables) grids.push_back(build_grid(table.kinks));
-  bool use_avx512 = L == 4 && M >= 16 && cpu_has_avx512();
-  for (const PiecewiseTable<float>& table : tables) use_avx512 = use_avx512 && table.kinks.size() <= 64;
-  std::vector<PsiRegisters> registers;
-  if (use_avx512)
-    for (const PiecewiseTable<float>& table : tables) registers.push_back(registers_of(table.kinks));
-#pragma omp parallel for schedule(static) if (shape.rows * M * L > kParallelWork)
-  for (int64_t step = 0; step < shape.rows; ++step) {
-    const int64_t row = shape.row_at(step);
-    const int64_t group = shape.group_of_row(row);
-    const float* u_row = u + shape.u_offset(row);  // (M)
-    float* out_row = out + row * M * L;            // (M, L)
-    uint8_t* bucket_row = buckets_out != nullptr ? buckets_out + row * M * L : nullptr;
-    const int64_t start = use_avx512 ? row_avx512(tables.data() + group * L, registers.data() + group * L, u_row, M,
-                                                  scale, out_row, bucket_row)
-                                     : 0;
-    row_avx2(tables.data() + group * L, grids.data() + group * L, u_row, M, L, start, scale, out_row, bucket_row);
-  }
-}
-
 #endif  // LUNA_PSI_AVX2
 
 // ---------------------------------------------------------------------------------------------
@@ -524,21 +506,215 @@ LUNA_TARGET_AVX512 int64_t accumulate_row_avx512(const PiecewiseTable<float>* ro
   return start;
 }
 
+// ψ of one row (4 channels) rebuilt from its stored buckets, 16 outputs (4 scalars × 4 channels) at a
+// time; returns where the scalar code takes over. slope and intercept are the group's four tables
+// packed at a stride of max_buckets, so one gather serves all four channels.
+LUNA_TARGET_AVX512 int64_t recompute_row_avx512(const float* slope, const float* intercept, int64_t max_buckets,
+                                                const float* u_row, const uint8_t* bucket_row, int64_t M, float scale,
+                                                float* out_row) {
+  const __m512i channel_offset = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3),
+                                                    _mm512_set1_epi32(int(max_buckets)));
+  const __m512i scalar_of_lane = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  const __m512i inactive = _mm512_set1_epi32(kInactiveBucket);
+  const __m512 scale16 = _mm512_set1_ps(scale);
+  int64_t start = 0;
+  for (; start + 4 <= M; start += 4) {
+    const __m512 x = _mm512_permutexvar_ps(scalar_of_lane, _mm512_castps128_ps512(_mm_loadu_ps(u_row + start)));
+    const __m512i bucket =
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bucket_row + start * 4)));
+    const __mmask16 active = _mm512_cmpneq_epi32_mask(bucket, inactive);
+    const __m512i index = _mm512_add_epi32(bucket, channel_offset);
+    const __m512 s = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), active, index, slope, 4);
+    const __m512 c = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), active, index, intercept, 4);
+    // Inactive: 0, or x itself where x is NaN (as the forward's max(0, s) left it).
+    const __m512 off = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
+    _mm512_storeu_ps(out_row + start * 4,
+                     _mm512_mask_mul_ps(off, active, scale16, _mm512_fmadd_ps(s, x, c)));
+  }
+  return start;
+}
+
 #endif
 
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
-// Entry points (ops/luna_kernels.h)
+// Row by row (ops/luna_kernels.h): what a call builds once, then any row from any thread.
+
+template <class T>
+struct PsiPiecewiseRows<T>::State {
+  PsiShape shape;
+  PsiParams<T> params;
+  std::vector<PiecewiseTable<T>> tables;  // (G·L)
+  int64_t max_buckets = 0;                 // 2·Hψ + 1, the stride of the bucket sums
+#if defined(LUNA_PSI_AVX2)
+  std::vector<PsiGrid> grids;             // (G·L), float32 only
+  std::vector<PsiRegisters> registers;    // (G·L) when avx512_forward
+  bool avx512_forward = false, avx512_backward = false;
+  // (G, L, max_buckets): every table's slope and intercept at one stride, for recompute_row_avx512.
+  std::vector<float> packed_slope, packed_intercept;
+#endif
+};
+
+template <class T>
+PsiPiecewiseRows<T>::PsiPiecewiseRows(const PsiParams<T>& params, const PsiShape& shape) : state_(new State) {
+  State& s = *state_;
+  s.shape = shape;
+  s.params = params;
+  s.tables = build_piecewise_tables(params, shape);
+  s.max_buckets = 2 * shape.hidden + 1;
+#if defined(LUNA_PSI_AVX2)
+  if constexpr (std::is_same_v<T, float>) {
+    for (const PiecewiseTable<float>& table : s.tables) s.grids.push_back(build_grid(table.kinks));
+    const bool avx512 = shape.channels == 4 && cpu_has_avx512();
+    s.avx512_backward = avx512;
+    s.avx512_forward = avx512 && shape.projections >= 16;
+    for (const PiecewiseTable<float>& table : s.tables) s.avx512_forward = s.avx512_forward && table.kinks.size() <= 64;
+    if (s.avx512_forward)
+      for (const PiecewiseTable<float>& table : s.tables) s.registers.push_back(registers_of(table.kinks));
+    if (s.avx512_backward) {
+      s.packed_slope.assign(s.tables.size() * size_t(s.max_buckets), 0.0f);
+      s.packed_intercept.assign(s.tables.size() * size_t(s.max_buckets), 0.0f);
+      for (size_t t = 0; t < s.tables.size(); ++t) {
+        std::copy(s.tables[t].slope.begin(), s.tables[t].slope.end(), s.packed_slope.begin() + t * s.max_buckets);
+        std::copy(s.tables[t].intercept.begin(), s.tables[t].intercept.end(),
+                  s.packed_intercept.begin() + t * s.max_buckets);
+      }
+    }
+  }
+#endif
+}
+
+template <class T>
+PsiPiecewiseRows<T>::~PsiPiecewiseRows() = default;
+
+template <class T>
+int64_t PsiPiecewiseRows<T>::bucket_sums_size() const {
+  return 2 * state_->shape.groups() * state_->shape.channels * state_->max_buckets;
+}
+
+template <class T>
+void PsiPiecewiseRows<T>::forward(const T* u_row, int64_t group, T scale, T* out_row, uint8_t* bucket_row) const {
+  const State& s = *state_;
+  const int64_t M = s.shape.projections, L = s.shape.channels;
+#if defined(LUNA_PSI_AVX2)
+  if constexpr (std::is_same_v<T, float>) {
+    const int64_t start = s.avx512_forward ? row_avx512(s.tables.data() + group * L, s.registers.data() + group * L,
+                                                        u_row, M, scale, out_row, bucket_row)
+                                           : 0;
+    row_avx2(s.tables.data() + group * L, s.grids.data() + group * L, u_row, M, L, start, scale, out_row, bucket_row);
+    return;
+  }
+#endif
+  row_plain(s.tables.data() + group * L, u_row, M, L, scale, out_row, bucket_row);
+}
+
+template <class T>
+void PsiPiecewiseRows<T>::recompute(const T* u_row, const uint8_t* bucket_row, int64_t group, T scale,
+                                    T* out_row) const {
+  const State& s = *state_;
+  const int64_t M = s.shape.projections, L = s.shape.channels;
+  const PiecewiseTable<T>* row_tables = s.tables.data() + group * L;
+  int64_t start = 0;
+#if defined(LUNA_PSI_AVX2)
+  if constexpr (std::is_same_v<T, float>)
+    if (s.avx512_backward)
+      start = recompute_row_avx512(s.packed_slope.data() + group * L * s.max_buckets,
+                                   s.packed_intercept.data() + group * L * s.max_buckets, s.max_buckets, u_row,
+                                   bucket_row, M, scale, out_row);
+#endif
+  for (int64_t i = start; i < M; ++i) {
+    const T x = u_row[i];
+    for (int64_t l = 0; l < L; ++l) {
+      const uint8_t b = bucket_row[i * L + l];
+      // An inactive output is 0, or NaN as the forward's max(0, s) left it for a NaN input.
+      out_row[i * L + l] = b == kInactiveBucket ? (x != x ? x : T(0)) : scale * table_value(row_tables[l], b, x);
+    }
+  }
+}
+
+template <class T>
+void PsiPiecewiseRows<T>::backward(const T* u_row, const T* grad_row, const uint8_t* bucket_row, int64_t group,
+                                   T scale, double* sums, T* grad_u_row) const {
+  const State& s = *state_;
+  const int64_t M = s.shape.projections, L = s.shape.channels;
+  double* P0_group = sums + group * L * s.max_buckets;
+  double* P1_group = P0_group + bucket_sums_size() / 2;
+  int64_t start = 0;
+#if defined(LUNA_PSI_AVX2)
+  if constexpr (std::is_same_v<T, float>)
+    if (s.avx512_backward)
+      start = accumulate_row_avx512(s.tables.data() + group * L, u_row, grad_row, bucket_row, M, s.max_buckets, scale,
+                                    P0_group, P1_group, grad_u_row);
+#endif
+  accumulate_row(s.tables.data() + group * L, u_row, grad_row, bucket_row, M, L, start, s.max_buckets, scale,
+                 P0_group, P1_group, grad_u_row);
+}
+
+template <class T>
+void PsiPiecewiseRows<T>::parameter_gradients(const double* sums, const PsiGrads<T>& grads) const {
+  const State& s = *state_;
+  const int64_t hidden = s.shape.hidden, G = s.shape.groups(), L = s.shape.channels;
+  const double* P0 = sums;
+  const double* P1 = sums + bucket_sums_size() / 2;
+  std::vector<double> prefix0, prefix1, suffix0, suffix1;  // (buckets + 1): sums over b < k, and b ≥ k
+  for (int64_t table_index = 0; table_index < G * L; ++table_index) {
+    const PiecewiseTable<T>& table = s.tables[table_index];
+    const int64_t buckets = int64_t(table.slope.size());
+    const double* p0 = P0 + table_index * s.max_buckets;
+    const double* p1 = P1 + table_index * s.max_buckets;
+    prefix0.assign(buckets + 1, 0.0);
+    prefix1.assign(buckets + 1, 0.0);
+    suffix0.assign(buckets + 1, 0.0);
+    suffix1.assign(buckets + 1, 0.0);
+    for (int64_t b = 0; b < buckets; ++b) {
+      prefix0[b + 1] = prefix0[b] + p0[b];
+      prefix1[b + 1] = prefix1[b] + p1[b];
+    }
+    for (int64_t b = buckets - 1; b >= 0; --b) {
+      suffix0[b] = suffix0[b + 1] + p0[b];
+      suffix1[b] = suffix1[b + 1] + p1[b];
+    }
+    const double total0 = suffix0[0], total1 = suffix1[0];
+    const int64_t offset = table_index * hidden;
+    for (int64_t j = 0; j < hidden; ++j) {
+      const double a = s.params.fc1_weight[offset + j], c = s.params.fc1_bias[offset + j];
+      const double g = s.params.fc2_weight[offset + j];
+      const int64_t kink = table.kink_bucket[j];
+      double sum0, sum1;  // P0, P1 over the scalars where unit j is active
+      if (kink < 0) {
+        const bool active = c > 0;  // a = 0: the unit is the constant relu(c)
+        sum0 = active ? total0 : 0.0;
+        sum1 = active ? total1 : 0.0;
+      } else if (a > 0) {
+        sum0 = suffix0[kink + 1];
+        sum1 = suffix1[kink + 1];
+      } else {
+        sum0 = prefix0[kink];
+        sum1 = prefix1[kink];
+      }
+      grads.fc2_weight[offset + j] = T(a * sum1 + c * sum0);
+      grads.fc1_weight[offset + j] = T(g * sum1);
+      grads.fc1_bias[offset + j] = T(g * sum0);
+    }
+    grads.fc2_bias[table_index] = T(total0);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Whole-tensor entry points (ops/luna_kernels.h)
 
 template <class T>
 void psi_forward_piecewise(const T* u, const PsiParams<T>& params, const PsiShape& shape, T scale, T* out,
                            uint8_t* buckets_out) {
-  const std::vector<PiecewiseTable<T>> tables = build_piecewise_tables(params, shape);
-#if defined(LUNA_PSI_AVX2)
-  if constexpr (std::is_same_v<T, float>) return forward_avx2(tables, u, shape, scale, out, buckets_out);
-#endif
-  forward_plain(tables, u, shape, scale, out, buckets_out);
+  const PsiPiecewiseRows<T> rows(params, shape);
+  const int64_t ML = shape.projections * shape.channels;
+#pragma omp parallel for schedule(static) if (shape.rows * ML > kParallelWork)
+  for (int64_t step = 0; step < shape.rows; ++step) {
+    const int64_t row = shape.row_at(step);
+    rows.forward(u + shape.u_offset(row), shape.group_of_row(row), scale, out + row * ML,
+                 buckets_out != nullptr ? buckets_out + row * ML : nullptr);
+  }
 }
 
 template <class T>
@@ -550,21 +726,19 @@ void psi_forward_piecewise_plain(const T* u, const PsiParams<T>& params, const P
 template <class T>
 void psi_backward_piecewise(const T* grad_out, const T* u, const uint8_t* saved_buckets, const PsiParams<T>& params,
                             const PsiShape& shape, T scale, T* grad_u, const PsiGrads<T>& grads) {
-  const std::vector<PiecewiseTable<T>> tables = build_piecewise_tables(params, shape);
-  const int64_t M = shape.projections, L = shape.channels, hidden = shape.hidden, G = shape.groups();
+  const PsiPiecewiseRows<T> rows(params, shape);
+  const std::vector<PiecewiseTable<T>>& tables = rows.state().tables;
+  const int64_t M = shape.projections, L = shape.channels, hidden = shape.hidden;
   const int64_t max_buckets = 2 * hidden + 1;
   // Per thread and (group, channel, bucket): P0 = Σδ and P1 = Σδu, δ the gated upstream gradient.
-  const int64_t sums = G * L * max_buckets;
+  const int64_t sums = rows.bucket_sums_size() / 2;
   const bool parallel = shape.rows * M * L > kParallelWork;
   const int threads = parallel ? omp_get_max_threads() : 1;
   ThreadPartials partials(2 * sums, threads);
-  const bool use_avx512 = L == 4 && cpu_has_avx512();
 #pragma omp parallel num_threads(threads) if (parallel)
   {
     double* P0 = partials.slot(omp_get_thread_num());  // (G, L, max_buckets)
     double* P1 = P0 + sums;                            // (G, L, max_buckets)
-    std::vector<uint8_t> searched;                     // (M, L) when no buckets were saved
-    if (saved_buckets == nullptr) searched.resize(size_t(M * L));
 #pragma omp for schedule(static)
     for (int64_t step = 0; step < shape.rows; ++step) {
       const int64_t row = shape.row_at(step);
@@ -572,18 +746,7 @@ void psi_backward_piecewise(const T* grad_out, const T* u, const uint8_t* saved_
       const T* u_row = u + shape.u_offset(row);    // (M)
       const T* grad_row = grad_out + row * M * L;  // (M, L)
       if (saved_buckets != nullptr) {
-        const uint8_t* bucket_row = saved_buckets + row * M * L;
-        double* P0_group = P0 + group * L * max_buckets;
-        double* P1_group = P1 + group * L * max_buckets;
-        int64_t start = 0;
-#if defined(LUNA_PSI_AVX2)
-        if constexpr (std::is_same_v<T, float>)
-          if (use_avx512)
-            start = accumulate_row_avx512(tables.data() + group * L, u_row, grad_row, bucket_row, M, max_buckets,
-                                          scale, P0_group, P1_group, grad_u + shape.u_offset(row));
-#endif
-        accumulate_row(tables.data() + group * L, u_row, grad_row, bucket_row, M, L, start, max_buckets, scale,
-                       P0_group, P1_group, grad_u + shape.u_offset(row));
+        rows.backward(u_row, grad_row, saved_buckets + row * M * L, group, scale, P0, grad_u + shape.u_offset(row));
         continue;
       }
       // Hψ > 127: buckets do not fit a byte, so each active output searches again.
@@ -610,53 +773,11 @@ void psi_backward_piecewise(const T* grad_out, const T* u, const uint8_t* saved_
       }
     }
   }
-  const double* P0 = partials.reduce(threads);
-  const double* P1 = P0 + sums;
-
-  std::vector<double> prefix0, prefix1, suffix0, suffix1;  // (buckets + 1): sums over b < k, and b ≥ k
-  for (int64_t table_index = 0; table_index < G * L; ++table_index) {
-    const PiecewiseTable<T>& table = tables[table_index];
-    const int64_t buckets = int64_t(table.slope.size());
-    const double* p0 = P0 + table_index * max_buckets;
-    const double* p1 = P1 + table_index * max_buckets;
-    prefix0.assign(buckets + 1, 0.0);
-    prefix1.assign(buckets + 1, 0.0);
-    suffix0.assign(buckets + 1, 0.0);
-    suffix1.assign(buckets + 1, 0.0);
-    for (int64_t b = 0; b < buckets; ++b) {
-      prefix0[b + 1] = prefix0[b] + p0[b];
-      prefix1[b + 1] = prefix1[b] + p1[b];
-    }
-    for (int64_t b = buckets - 1; b >= 0; --b) {
-      suffix0[b] = suffix0[b + 1] + p0[b];
-      suffix1[b] = suffix1[b + 1] + p1[b];
-    }
-    const double total0 = suffix0[0], total1 = suffix1[0];
-    const int64_t offset = table_index * hidden;
-    for (int64_t j = 0; j < hidden; ++j) {
-      const double a = params.fc1_weight[offset + j], c = params.fc1_bias[offset + j];
-      const double g = params.fc2_weight[offset + j];
-      const int64_t kink = table.kink_bucket[j];
-      double sum0, sum1;  // P0, P1 over the scalars where unit j is active
-      if (kink < 0) {
-        const bool active = c > 0;  // a = 0: the unit is the constant relu(c)
-        sum0 = active ? total0 : 0.0;
-        sum1 = active ? total1 : 0.0;
-      } else if (a > 0) {
-        sum0 = suffix0[kink + 1];
-        sum1 = suffix1[kink + 1];
-      } else {
-        sum0 = prefix0[kink];
-        sum1 = prefix1[kink];
-      }
-      grads.fc2_weight[offset + j] = T(a * sum1 + c * sum0);
-      grads.fc1_weight[offset + j] = T(g * sum1);
-      grads.fc1_bias[offset + j] = T(g * sum0);
-    }
-    grads.fc2_bias[table_index] = T(total0);
-  }
+  rows.parameter_gradients(partials.reduce(threads), grads);
 }
 
+template class PsiPiecewiseRows<float>;
+template class PsiPiecewiseRows<double>;
 template void psi_forward_piecewise<float>(const float*, const PsiParams<float>&, const PsiShape&, float, float*,
                                            uint8_t*);
 template void psi_forward_piecewise<double>(const double*, const PsiParams<double>&, const PsiShape&, double, double*,
