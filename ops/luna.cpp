@@ -485,8 +485,9 @@ Tensor luna_attention(const Tensor& q, const Tensor& k, const Tensor& v, const L
     shape.keys = k.size(2);
     shape.features = feature_map_options.num_projections * feature_map_options.channels;
     shape.value_dim = v.size(3);
-    return fused_luna_attention(projections(q, params, feature_map_options), projections(k, params, feature_map_options),
-                                v, psi_tables(params, feature_map_options), feature_map_options, shape, mask,
+    const Tensor u_q = projections(q, params, feature_map_options);  // (B, H, Nq, M)
+    const Tensor u_k = projections(k, params, feature_map_options);  // (B, H, Nk, M)
+    return fused_luna_attention(u_q, u_k, v, psi_tables(params, feature_map_options), feature_map_options, shape, mask,
                                 attention_options.eps);
   }
   const Tensor query_mask = q.size(2) == k.size(2) ? mask : Tensor();

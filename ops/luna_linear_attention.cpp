@@ -209,8 +209,7 @@ void linear_attention_backward(HeadRows<const T> grad_out, const T* phi_q, const
 // by ψ right before they are used and never leave the cache. Only their buckets (1 byte per feature)
 // are stored, so the backward rebuilds each tile with one multiply-add per feature.
 
-// Tokens per tile: a tile of φ (kTile × F) and its gradient stay in L1/L2 at F = 128.
-constexpr int64_t kTile = 64;
+constexpr int64_t kTile = kFusedTile;
 
 template <class T>
 void luna_attention_forward(HeadRows<const T> u_q, HeadRows<const T> u_k, HeadRows<const T> v,
@@ -224,7 +223,8 @@ void luna_attention_forward(HeadRows<const T> u_q, HeadRows<const T> u_k, HeadRo
   SingleThreadedBlas single_threaded_blas(parallel && !thin);
 #pragma omp parallel if (parallel)
   {
-    std::vector<T> phi(size_t(kTile * F)), v_aug(size_t(kTile * dv1)), z(static_cast<size_t>(F));  // (tile, F), (tile, dv+1), (F)
+    // (tile, F), (tile, dv+1), (F)
+    std::vector<T> phi(size_t(kTile * F)), v_aug(size_t(kTile * dv1)), z(static_cast<size_t>(F));
 #pragma omp for schedule(static)
     for (int64_t bh = 0; bh < BH; ++bh) {
       const int64_t b = bh / H, h = bh % H, group = psi.per_head ? h : 0;
@@ -284,7 +284,8 @@ void luna_attention_backward(HeadRows<const T> grad_out, HeadRows<const T> u_q, 
   {
     double* sums = partials.slot(omp_get_thread_num());
     std::vector<T> phi(size_t(kTile * F)), grad_phi(size_t(kTile * F));        // (tile, F)
-    std::vector<T> aug(size_t(kTile * dv1)), grad_S(size_t(F * dv1)), dz(static_cast<size_t>(F));  // (tile, dv+1), (F, dv+1), (F)
+    // (tile, dv+1), (F, dv+1), (F)
+    std::vector<T> aug(size_t(kTile * dv1)), grad_S(size_t(F * dv1)), dz(static_cast<size_t>(F));
 #pragma omp for schedule(static)
     for (int64_t bh = 0; bh < BH; ++bh) {
       const int64_t b = bh / H, h = bh % H, group = psi.per_head ? h : 0;
@@ -323,7 +324,8 @@ void luna_attention_backward(HeadRows<const T> grad_out, HeadRows<const T> u_q, 
         T* gv = grad_v.at(b, h, first);
         product<T>(thin, {phi.data(), F, 1}, {grad_S.data(), dv1, 1}, gv, grad_v.row, count, dv, F);
         for (int64_t r = 0; r < count; ++r) {
-          if (is_padded(key_padding_mask, b, Nk, first + r)) std::fill(gv + r * grad_v.row, gv + r * grad_v.row + dv, T(0));
+          T* gv_row = gv + r * grad_v.row;
+          if (is_padded(key_padding_mask, b, Nk, first + r)) std::fill(gv_row, gv_row + dv, T(0));
           psi.rows->backward(u_k.at(b, h, first + r), grad_phi.data() + r * F, buckets_k + (bh * Nk + first + r) * F,
                              group, psi.scale, sums, grad_u_k.at(b, h, first + r));
         }

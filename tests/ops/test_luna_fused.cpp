@@ -8,6 +8,7 @@
 #include <luna/autograd/engine.h>
 #include <luna/autograd/node.h>
 #include <luna/ops/luna.h>
+#include <luna/ops/luna_kernels.h>
 
 using namespace luna;
 using luna::testing::random_leaf;
@@ -16,8 +17,13 @@ using luna::testing::require_gradcheck;
 
 namespace {
 
+using cpu::luna_kernels::kFusedTile;
+
+// Two whole tiles and a partial one.
+constexpr int64_t kSeveralTiles = 2 * kFusedTile + 17;
+
 struct FusedCase {
-  int64_t B = 2, H = 2, Nq = 70, Nk = 70, d = 8, dv = 5;
+  int64_t B = 2, H = 2, Nq = kSeveralTiles, Nk = kSeveralTiles, d = 8, dv = 5;
   int64_t M = 16, L = 4, hidden = 8;
   const char* layout = "per_channel";
   bool per_head = false, masked = false, head_split = false;
@@ -119,8 +125,8 @@ void compare_case(const FusedCase& c, DType dtype, double rtol, double atol, uin
 
 std::vector<FusedCase> cases() {
   std::vector<FusedCase> all;
-  all.push_back({});                                    // two tiles plus a partial one, per_channel
-  FusedCase one_tile;                                   // fewer tokens than a tile, M below a vector width
+  all.push_back({});     // two tiles plus a partial one, per_channel
+  FusedCase one_tile;    // fewer tokens than a tile, M below a vector width
   one_tile.Nq = one_tile.Nk = 9;
   one_tile.M = 5;
   all.push_back(one_tile);
@@ -135,7 +141,6 @@ std::vector<FusedCase> cases() {
   all.push_back(per_head);
   FusedCase cross;  // Nq != Nk, queries fewer than a tile, keys several tiles
   cross.Nq = 33;
-  cross.Nk = 150;
   cross.masked = true;
   all.push_back(cross);
   FusedCase split;  // q, k, v head splits of (B, N, H, ·) memory, as MultiHeadAttention passes them
@@ -150,7 +155,7 @@ std::vector<FusedCase> cases() {
   FusedCase one_head;
   one_head.H = 1;
   one_head.B = 3;
-  one_head.Nq = one_head.Nk = 128;  // exactly two tiles
+  one_head.Nq = one_head.Nk = 2 * kFusedTile;  // exactly two tiles
   all.push_back(one_head);
   return all;
 }
@@ -170,8 +175,8 @@ TEST_CASE("gradcheck fused luna_attention over several tiles, padding and Nq != 
   const int64_t B = 2, H = 2, d = 3, dv = 2;
   uint64_t seed = 3500;
   for (bool per_head : {false, true})
-    for (int64_t Nq : {int64_t(70), int64_t(20)}) {
-      const int64_t Nk = 70;
+    for (int64_t Nq : {kFusedTile + 6, int64_t(20)}) {
+      const int64_t Nk = kFusedTile + 6;
       CAPTURE(per_head, Nq);
       LunaFeatureMapOptions o;
       o.num_projections = 3;
@@ -183,7 +188,7 @@ TEST_CASE("gradcheck fused luna_attention over several tiles, padding and Nq != 
       p.proj_bias = random_leaf(p.proj_bias.sizes(), seed + 1, -0.5, 0.5);
       p.fc2_bias = random_leaf(p.fc2_bias.sizes(), seed + 2, 0.1, 0.6);
       std::vector<uint8_t> padded(size_t(B * Nk), 0);
-      padded[5] = padded[size_t(Nk + Nk - 1)] = padded[size_t(Nk + 64)] = 1;
+      padded[5] = padded[size_t(Nk + Nk - 1)] = padded[size_t(Nk + kFusedTile)] = 1;
       LinearAttentionOptions attention;
       attention.key_padding_mask = tensor(padded, {B, Nk}).to(kBool);
       const std::vector<Tensor> inputs{random_leaf({B, H, Nq, d}, seed + 4), random_leaf({B, H, Nk, d}, seed + 5),
