@@ -77,6 +77,10 @@ Tensor linear_attention(const Tensor& phi_q, const Tensor& phi_k, const Tensor& 
 // LUNA attention: linear_attention(φ(q), φ(k), v) with one feature map for queries and keys.
 // q (B, H, Nq, d), k (B, H, Nk, d), v (B, H, Nk, dv) -> (B, H, Nq, dv). With channel_rms_limit the
 // key padding mask also excludes padded queries from the query-side statistics when Nq = Nk.
+// Where ψ's output goes straight to the attention (ReLU ψ on its exact path, non-causal, no
+// envelope, no RMS limit: the defaults), ψ runs inside the attention's per-head loop, tile by tile,
+// and the (B, H, N, F) feature tensors are never materialised, forward or backward; the result is
+// the composition's up to float rounding.
 Tensor luna_attention(const Tensor& q, const Tensor& k, const Tensor& v, const LunaFeatureMapParams& params,
                       const LunaFeatureMapOptions& feature_map_options,
                       const LinearAttentionOptions& attention_options = {});
