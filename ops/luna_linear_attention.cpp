@@ -132,6 +132,25 @@ inline T dot(const T* a, const T* b, int64_t n) {
 
 bool use_thin(bool is_float) { return is_float && cpu_has_avx512(); }
 
+// The head loops run one (batch, head) per thread when there is more than one and enough work.
+bool parallel_heads(const AttentionShape& shape) {
+  return shape.batch * shape.heads > 1 &&
+         (shape.queries + shape.keys) * shape.features * shape.value_dim >= kParallelWork;
+}
+
+// out_i /= den_i for `count` query rows, den_i = φ(q_i)ᵀz + ε, also written to denominator[i].
+template <class T>
+void divide_by_denominator(const T* phi_q, int64_t count, int64_t F, const T* z, double eps, T* out,
+                           int64_t out_row, int64_t dv, T* denominator) {
+  for (int64_t i = 0; i < count; ++i) {
+    const T den = dot(phi_q + i * F, z, F) + T(eps);
+    denominator[i] = den;
+    const T inverse = T(1) / den;
+    T* row = out + i * out_row;
+    for (int64_t e = 0; e < dv; ++e) row[e] *= inverse;
+  }
+}
+
 }  // namespace
 
 template <class T>
@@ -140,7 +159,7 @@ void linear_attention_forward(const T* phi_q, const T* phi_k, HeadRows<const T> 
   const int64_t B = shape.batch, H = shape.heads, Nq = shape.queries, Nk = shape.keys, F = shape.features;
   const int64_t dv = shape.value_dim, dv1 = dv + 1, BH = B * H;
   const bool thin = use_thin(std::is_same_v<T, float>);
-  const bool parallel = BH > 1 && (Nq + Nk) * F * dv >= kParallelWork;
+  const bool parallel = parallel_heads(shape);
   SingleThreadedBlas single_threaded_blas(parallel && !thin);
 #pragma omp parallel if (parallel)
   {
@@ -158,13 +177,7 @@ void linear_attention_forward(const T* phi_q, const T* phi_k, HeadRows<const T> 
       product<T>(thin, {q, F, 1}, {S, dv1, 1}, o, out.row, Nq, dv, F);  // numerator, in place in out
       sums.resize(size_t(F));
       for (int64_t f = 0; f < F; ++f) sums[size_t(f)] = S[f * dv1 + dv];
-      for (int64_t i = 0; i < Nq; ++i) {
-        const T den = dot(q + i * F, sums.data(), F) + T(eps);
-        denominator[bh * Nq + i] = den;
-        const T inverse = T(1) / den;
-        T* row = o + i * out.row;
-        for (int64_t e = 0; e < dv; ++e) row[e] *= inverse;
-      }
+      divide_by_denominator(q, Nq, F, sums.data(), eps, o, out.row, dv, denominator + bh * Nq);
     }
   }
 }
@@ -177,7 +190,7 @@ void linear_attention_backward(HeadRows<const T> grad_out, const T* phi_q, const
   const int64_t B = shape.batch, H = shape.heads, Nq = shape.queries, Nk = shape.keys, F = shape.features;
   const int64_t dv = shape.value_dim, dv1 = dv + 1, BH = B * H;
   const bool thin = use_thin(std::is_same_v<T, float>);
-  const bool parallel = BH > 1 && (Nq + Nk) * F * dv >= kParallelWork;
+  const bool parallel = parallel_heads(shape);
   SingleThreadedBlas single_threaded_blas(parallel && !thin);
 #pragma omp parallel if (parallel)
   {
@@ -219,7 +232,7 @@ void luna_attention_forward(HeadRows<const T> u_q, HeadRows<const T> u_k, HeadRo
   const int64_t B = shape.batch, H = shape.heads, Nq = shape.queries, Nk = shape.keys, F = shape.features;
   const int64_t dv = shape.value_dim, dv1 = dv + 1, BH = B * H;
   const bool thin = use_thin(std::is_same_v<T, float>);
-  const bool parallel = BH > 1 && (Nq + Nk) * F * dv >= kParallelWork;
+  const bool parallel = parallel_heads(shape);
   SingleThreadedBlas single_threaded_blas(parallel && !thin);
 #pragma omp parallel if (parallel)
   {
@@ -255,13 +268,7 @@ void luna_attention_forward(HeadRows<const T> u_q, HeadRows<const T> u_k, HeadRo
                             buckets_q + (bh * Nq + first + r) * F);
         T* o = out.at(b, h, first);
         product<T>(thin, {phi.data(), F, 1}, {S, dv1, 1}, o, out.row, count, dv, F);
-        for (int64_t r = 0; r < count; ++r) {
-          const T den = dot(phi.data() + r * F, z.data(), F) + T(eps);
-          denominator[bh * Nq + first + r] = den;
-          const T inverse = T(1) / den;
-          T* row = o + r * out.row;
-          for (int64_t e = 0; e < dv; ++e) row[e] *= inverse;
-        }
+        divide_by_denominator(phi.data(), count, F, z.data(), eps, o, out.row, dv, denominator + bh * Nq + first);
       }
     }
   }
@@ -276,7 +283,7 @@ void luna_attention_backward(HeadRows<const T> grad_out, HeadRows<const T> u_q, 
   const int64_t B = shape.batch, H = shape.heads, Nq = shape.queries, Nk = shape.keys, F = shape.features;
   const int64_t dv = shape.value_dim, dv1 = dv + 1, BH = B * H;
   const bool thin = use_thin(std::is_same_v<T, float>);
-  const bool parallel = BH > 1 && (Nq + Nk) * F * dv >= kParallelWork;
+  const bool parallel = parallel_heads(shape);
   const int threads = parallel ? omp_get_max_threads() : 1;
   detail::ThreadPartials partials(psi.rows->bucket_sums_size(), threads);
   SingleThreadedBlas single_threaded_blas(parallel && !thin);
