@@ -476,8 +476,7 @@ Tensor luna_attention(const Tensor& q, const Tensor& k, const Tensor& v, const L
                k.dtype(), ", v ", v.dtype());
     LUNA_CHECK(attention_options.eps >= 0, op, ": eps must be non-negative, got ", attention_options.eps);
     check_options(feature_map_options);
-    check_params(params, feature_map_options, q);
-    check_params(params, feature_map_options, k);
+    check_params(params, feature_map_options, q);  // k agrees with q in heads, width and dtype (above)
     kernels::AttentionShape shape;
     shape.batch = q.size(0);
     shape.heads = q.size(1);
