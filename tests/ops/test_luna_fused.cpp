@@ -237,3 +237,24 @@ TEST_CASE("luna_attention takes the fused path only where ψ's output goes strai
   wide.hidden = 128;
   CHECK(path(wide, false) != "luna_attention_fused");
 }
+
+TEST_CASE("fused luna_attention: bad inputs name the problem and the values", "[luna]") {
+  const int64_t B = 1, H = 2, N = 6, d = 4;
+  const Tensor q = zeros({B, H, N, d}), k = zeros({B, H, N, d}), v = zeros({B, H, N, 3});
+  const LunaFeatureMapOptions o;  // the defaults take the fused path
+  Generator gen(7);
+  const LunaFeatureMapParams p = luna_feature_map_init(d, H, o, TensorOptions(kFloat32), &gen);
+  REQUIRE(luna_attention(q, k, v, p, o, {}).sizes() == Dims{B, H, N, 3});
+  REQUIRE_THROWS_WITH(luna_attention(q, k.to(kFloat64), v, p, o, {}),
+                      Catch::Contains("dtypes differ") && Catch::Contains("k float64") && Catch::Contains("q float32"));
+  REQUIRE_THROWS_WITH(luna_attention(q, k, v.to(kFloat64), p, o, {}),
+                      Catch::Contains("dtypes differ") && Catch::Contains("v float64"));
+  LinearAttentionOptions negative_eps;
+  negative_eps.eps = -1e-3;
+  REQUIRE_THROWS_WITH(luna_attention(q, k, v, p, o, negative_eps),
+                      Catch::Contains("eps must be non-negative") && Catch::Contains("-0.001"));
+  // Parameters made for another head width.
+  const LunaFeatureMapParams wrong_width = luna_feature_map_init(d + 1, H, o, TensorOptions(kFloat32), &gen);
+  REQUIRE_THROWS_WITH(luna_attention(q, k, v, wrong_width, o, {}),
+                      Catch::Contains("proj_weight has shape [32,5]") && Catch::Contains("expected [32,4]"));
+}
