@@ -63,7 +63,8 @@ struct Settings {
     if (convert.attention == "luna")
       j["luna"] = {{"num_projections", l.num_projections}, {"channels", l.channels}, {"hidden", l.hidden},
                    {"activation", l.activation}, {"layout", l.layout}, {"envelope", l.envelope},
-                   {"per_head", l.per_head}, {"channel_rms_limit", l.channel_rms_limit}};
+                   {"per_head", l.per_head}, {"channel_rms_limit", l.channel_rms_limit},
+                   {"init", convert.luna_init}};
     if (convert.attention == "performer")
       j["performer"] = {{"features", convert.performer_features}, {"redraw_interval", convert.performer_redraw_interval}};
     return j;
@@ -293,6 +294,11 @@ int main(int argc, char** argv) {
   app.add_option("--luna-layout", l.layout, "LUNA: per_channel | shared")->check(CLI::IsMember({"per_channel", "shared"}));
   app.add_flag("--luna-envelope", l.envelope, "LUNA: learnable envelope");
   app.add_flag("--luna-per-head", l.per_head, "LUNA: a separate feature map per head");
+  app.add_option("--luna-init", c.luna_init,
+                 "LUNA: how the feature maps start: paper (the paper's initialisation) | softmax (FAVOR+'s random "
+                 "features of the softmax kernel being replaced; needs --luna-envelope --luna-l 1, e.g. "
+                 "--luna-m 128 --luna-l 1 --luna-envelope)")
+      ->check(CLI::IsMember({"paper", "softmax"}));
   app.add_option("--performer-features", c.performer_features, "performer: random features m")
       ->check(CLI::PositiveNumber);
   app.add_option("--performer-redraw", c.performer_redraw_interval, "performer: redraw every this many steps (0 = never)")

@@ -114,15 +114,24 @@ void check_convert_options(const ConvertOptions& options, size_t distill_batches
              "convert: attention must be one of ", allow_softmax ? "softmax (a copy), " : "",
              "luna, elu, performer, cosformer, hedgehog, got '", options.attention, "'");
   check_train_value(options.train);
+  LUNA_CHECK(options.luna_init == "paper" || options.luna_init == "softmax",
+             "convert: luna_init must be paper or softmax, got '", options.luna_init, "'");
+  LUNA_CHECK(options.luna_init == "paper" || options.attention == "luna", "convert: luna_init = softmax is an ",
+             "initialisation of luna's feature maps, but attention is '", options.attention, "'");
   LUNA_CHECK(options.distill_steps >= 0, "convert: distill_steps must be >= 0, got ", options.distill_steps);
   LUNA_CHECK(options.distill_steps == 0 || distill_batches > 0, "convert: distill_steps = ", options.distill_steps,
              " needs distillation batches, got none");
 }
 
 // Draws the new kind's own tensors of one attention from `generator`.
-void reset_kind_state(const nn::MultiHeadAttention& mha, Generator& generator) {
+void reset_kind_state(const nn::MultiHeadAttention& mha, const ConvertOptions& options, Generator& generator) {
   NoGradGuard no_grad;
-  if (!mha->feature_map.is_empty()) mha->feature_map->reset_parameters(&generator);
+  if (!mha->feature_map.is_empty()) {
+    if (options.luna_init == "softmax")
+      mha->feature_map->init_softmax_kernel_(&generator);
+    else
+      mha->feature_map->reset_parameters(&generator);
+  }
   if (!mha->hedgehog_feature_map.is_empty()) mha->hedgehog_feature_map->reset_parameters();
   if (mha->projection_matrix.defined()) mha->redraw_projection_matrix(&generator);
 }
@@ -216,7 +225,7 @@ ViTForImageClassification convert_vit_attention(const ViTForImageClassification&
   ViTForImageClassification converted(config, nullptr, original->source(), /*hf_init=*/false);
   Generator generator(options.seed);
   for (size_t i = 0; i < converted->vit->encoder->layer->size(); ++i)
-    reset_kind_state(converted->vit->encoder->layer->at<ViTLayerImpl>(i).attention->attention->mha, generator);
+    reset_kind_state(converted->vit->encoder->layer->at<ViTLayerImpl>(i).attention->attention->mha, options, generator);
   carry_over(*converted, original->state_dict(), original->source());
 
   set_vit_trainable(*converted, options.train);
@@ -283,7 +292,7 @@ ConvertedBertForSequenceClassificationImpl::ConvertedBertForSequenceClassificati
   Generator generator(options.seed);
   for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
     ConvertedBertLayer block(config_, options);
-    reset_kind_state(block->self->mha, generator);
+    reset_kind_state(block->self->mha, options, generator);
     layer->push_back(block);
   }
   pooler = bert->register_module("pooler", BertPooler(config_));

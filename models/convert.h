@@ -35,6 +35,10 @@ struct ConvertOptions {
   // also takes softmax: a copy, the control of a conversion study).
   std::string attention = "luna";
   LunaFeatureMapOptions luna;  // attention = luna
+  // How luna's feature maps start: "paper" (the paper's initialisation, reset_parameters) or
+  // "softmax" (ours: FAVOR+'s random features of the softmax kernel the conversion replaces,
+  // LunaFeatureMapImpl::init_softmax_kernel_; needs luna.envelope, channels 1 and activation relu).
+  std::string luna_init = "paper";
   double linear_eps = 1e-6;    // every linear kind
   int64_t performer_features = 128;
   int64_t performer_redraw_interval = 1000;

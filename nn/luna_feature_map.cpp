@@ -7,6 +7,7 @@
 #include <luna/autograd/grad_mode.h>
 #include <luna/nn/init.h>
 #include <luna/ops/factories.h>
+#include <luna/ops/attention.h>
 #include <luna/ops/indexing.h>
 
 namespace luna::nn {
@@ -84,6 +85,55 @@ void LunaFeatureMapImpl::reset_parameters(Generator* generator) {
     mlp->fc2->reset_parameters(generator);
   }
   if (!envelope.is_empty()) init::zeros_(envelope->beta);
+}
+
+void LunaFeatureMapImpl::init_softmax_kernel_(Generator* generator, double knot_range) {
+  const int64_t d = head_dim, M = options.num_projections, Hh = options.hidden;
+  LUNA_CHECK(options.envelope, "LunaFeatureMap: the softmax-kernel initialisation needs the envelope ",
+             "(options.envelope = true) for FAVOR+'s exp(-|x|^2/(2 sqrt(d))) factor; it is off");
+  LUNA_CHECK(options.activation == "relu", "LunaFeatureMap: the softmax-kernel initialisation builds psi from ReLU ",
+             "units and needs activation \"relu\", got \"", options.activation, "\"");
+  LUNA_CHECK(options.channels == 1, "LunaFeatureMap: the softmax-kernel initialisation needs channels L = 1 (the L ",
+             "channels of a projection would start identical and stay so), got L = ", options.channels,
+             "; use M = ", M * options.channels, ", L = 1 for the same number of features");
+  LUNA_CHECK(Hh >= 2, "LunaFeatureMap: the softmax-kernel initialisation needs hidden width >= 2 knots, got ", Hh);
+  LUNA_CHECK(std::isfinite(knot_range) && knot_range > 0 && knot_range <= 30, "LunaFeatureMap: knot_range must be ",
+             "in (0, 30] (exp must stay finite in float32), got ", knot_range);
+  NoGradGuard no_grad;
+  const int64_t heads = options.per_head ? num_heads : 1;
+  const TensorOptions like = TensorOptions(proj->weight.dtype()).device(proj->weight.device());
+  // proj.weight (M, d) or (H, M, d): ω·d^(-1/4), one independent draw per head.
+  std::vector<Tensor> omegas;
+  for (int64_t h = 0; h < heads; ++h) omegas.push_back(orthogonal_random_features(M, d, generator, like));
+  const Tensor omega = options.per_head ? stack(omegas, 0) : omegas[0];  // (M, d) | (H, M, d)
+  proj->weight.copy_(omega * std::pow(double(d), -0.25));
+  init::zeros_(proj->bias);
+
+  // ψ(u) = e + Σ_j g_j·relu(u − t_j): knots t_j, slope s_j on [t_j, t_j+1] (the chord of exp), so
+  // g_0 = s_0 and g_j = s_j − s_(j−1); past the last knot the slope is exp(t_last).
+  std::vector<double> fc1_bias(Hh), fc2_weight(Hh);
+  const double spacing = 2.0 * knot_range / double(Hh - 1);
+  double previous_slope = 0.0;
+  for (int64_t j = 0; j < Hh; ++j) {
+    const double knot = -knot_range + spacing * double(j);
+    const double slope = j + 1 < Hh ? (std::exp(knot + spacing) - std::exp(knot)) / spacing : std::exp(knot);
+    fc1_bias[size_t(j)] = -knot;
+    fc2_weight[size_t(j)] = slope - previous_slope;
+    previous_slope = slope;
+  }
+  const auto mlp = psi->ptr<LunaPsiImpl>(0);  // L = 1: the only ψ in either layout
+  const Dims lead = options.per_head ? Dims{num_heads} : Dims{};
+  auto broadcast_rows = [&](const std::vector<double>& row, const Tensor& target) {
+    // row (Hψ) -> target's shape (lead, Hψ[, 1]) or (lead, 1, Hψ): the same values in every head.
+    target.copy_(tensor(row, {int64_t(row.size())}, like).reshape(Dims{1, int64_t(row.size())})
+                     .expand(Dims{target.numel() / int64_t(row.size()), int64_t(row.size())})
+                     .reshape(target.sizes()));
+  };
+  init::ones_(mlp->fc1->weight);                       // (lead, Hψ, 1)
+  broadcast_rows(fc1_bias, mlp->fc1->bias);            // (lead, Hψ)
+  broadcast_rows(fc2_weight, mlp->fc2->weight);        // (lead, 1, Hψ)
+  init::constant_(mlp->fc2->bias, std::exp(-knot_range));  // (lead, 1)
+  init::constant_(envelope->beta, -1.0);
 }
 
 LunaFeatureMapParams LunaFeatureMapImpl::params() const {

@@ -62,6 +62,20 @@ class LunaFeatureMapImpl : public Module {
   // U(±1/√fan_in) for weight and bias, β = 0. Per head, every head gets its own draw.
   void reset_parameters(Generator* generator = nullptr);
 
+  // Starts φ as FAVOR+'s positive random features of the softmax kernel (ours, for post-hoc
+  // conversion; docs/DESIGN.md "Starting LUNA at the softmax kernel"), so that
+  // φ(q)ᵀφ(k) ≈ exp(qᵀk/√d) up to a constant and the random-feature error:
+  //   W = ω·d^(-1/4), ω from orthogonal_random_features(M, d) (per head its own draw), b = 0;
+  //   ψ ≈ exp, the ReLU MLP that interpolates exp linearly at Hψ evenly spaced knots on
+  //   [−knot_range, knot_range]: fc1 weight 1, fc1 bias −t_j, fc2 weights the slope increments,
+  //   fc2 bias exp(t_0); below the first knot it stays at exp(t_0), past the last it goes on with
+  //   slope exp(t_last);
+  //   β = −1, so h(x) = exp(−‖x‖²/(2√d)), FAVOR+'s exp(−‖x̂‖²/2) with x̂ = x·d^(-1/4).
+  // Needs the envelope, activation relu, channels L = 1 (the L channels of one projection would
+  // start as the same function and get the same gradients for ever) and Hψ >= 2; errors name the
+  // option that is off. Every parameter stays learnable.
+  void init_softmax_kernel_(Generator* generator = nullptr, double knot_range = 8.0);
+
   // The op's parameter tensors, built by views/stack/cat of this module's parameters (differentiable).
   LunaFeatureMapParams params() const;
 

@@ -4,6 +4,7 @@
 // from_pretrained; attention distillation lowers the per-layer attention-output MSE.
 #include "vit_test_util.h"
 
+#include <algorithm>
 #include <iostream>
 #include <map>
 #include <random>
@@ -321,6 +322,61 @@ void fine_tune(Model& model, int64_t steps, double lr, std::mt19937& rng) {
 }
 
 }  // namespace
+
+TEST_CASE("convert: luna_init = softmax starts LUNA at the softmax kernel, as close as performer", "[convert]") {
+  Generator generator(4);
+  ViTForImageClassification original(small_vit_config(), &generator);
+  original->eval();
+  const Tensor pixels = random_pixels(8, 21);
+  ConvertOptions options = small_options("luna", "attention");
+  options.luna.num_projections = 256;
+  options.luna.channels = 1;
+  options.luna.hidden = 64;
+  options.luna.envelope = true;
+  const ViTForImageClassification paper = models::convert_vit_attention(original, options);
+  options.luna_init = "softmax";
+  const ViTForImageClassification softmax_start = models::convert_vit_attention(original, options);
+  ConvertOptions performer_options = small_options("performer", "attention");
+  performer_options.performer_features = 256;
+  const ViTForImageClassification performer = models::convert_vit_attention(original, performer_options);
+  const std::vector<double> paper_mse = models::vit_attention_output_mse(*original, *paper, pixels);
+  const std::vector<double> softmax_mse = models::vit_attention_output_mse(*original, *softmax_start, pixels);
+  const std::vector<double> performer_mse = models::vit_attention_output_mse(*original, *performer, pixels);
+  // The same seed draws the same ω for both kinds in every layer (each layer's first draw), so LUNA
+  // starts as this performer up to ψ's interpolation of exp.
+  double paper_total = 0.0, softmax_total = 0.0;
+  for (size_t layer = 0; layer < 2; ++layer) {
+    std::cout << "convert luna_init layer " << layer << ": attention-output MSE paper " << paper_mse[layer]
+              << ", softmax " << softmax_mse[layer] << ", performer " << performer_mse[layer] << "\n";
+    CHECK(softmax_mse[layer] == Approx(performer_mse[layer]).epsilon(0.02));
+    CHECK(softmax_mse[layer] < paper_mse[layer]);
+    paper_total += paper_mse[layer];
+    softmax_total += softmax_mse[layer];
+  }
+  CHECK(softmax_total < paper_total / 3);
+  // Every feature-map tensor stays trainable, and the original's tensors are carried over unchanged.
+  for (const auto& [name, parameter] : softmax_start->named_parameters())
+    if (name.find("feature_map") != std::string::npos) CHECK(parameter.requires_grad());
+  const nn::NamedTensors converted_state = softmax_start->state_dict();
+  for (const auto& [name, tensor] : original->state_dict()) {
+    const auto it = std::find_if(converted_state.begin(), converted_state.end(),
+                                 [&](const auto& entry) { return entry.first == name; });
+    REQUIRE(it != converted_state.end());
+    CHECK(bit_identical(it->second, tensor));
+  }
+
+  ConvertOptions elu = small_options("elu", "attention");
+  elu.luna_init = "softmax";
+  CHECK_THROWS_WITH(models::convert_vit_attention(original, elu),
+                    Catch::Matchers::Contains("luna_init = softmax") && Catch::Matchers::Contains("'elu'"));
+  ConvertOptions unknown = small_options("luna", "attention");
+  unknown.luna_init = "xavier";
+  CHECK_THROWS_WITH(models::convert_vit_attention(original, unknown), Catch::Matchers::Contains("'xavier'"));
+  ConvertOptions no_envelope = small_options("luna", "attention");  // L = 2 and no envelope
+  no_envelope.luna_init = "softmax";
+  CHECK_THROWS_WITH(models::convert_vit_attention(original, no_envelope),
+                    Catch::Matchers::Contains("needs the envelope"));
+}
 
 TEST_CASE("convert: BERT to every kind keeps all original tensors; train selects the intended parameters", "[convert]") {
   Generator generator(6);
