@@ -319,6 +319,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "convert_vit: error: --eval-only and --resume exclude each other\n");
     return 2;
   }
+  if (const auto& l = s.convert.luna; s.convert.luna_init == "softmax" &&
+      (s.convert.attention != "luna" || !l.envelope || l.channels != 1 || l.activation != "relu")) {
+    // Checked here too, so the mistake is reported before the data is read and the original evaluated.
+    std::fprintf(stderr,
+                 "convert_vit: error: --luna-init softmax needs --attention luna --luna-envelope --luna-l 1 "
+                 "--luna-act relu; got --attention %s%s --luna-l %lld --luna-act %s\n",
+                 s.convert.attention.c_str(), l.envelope ? " --luna-envelope" : " (no --luna-envelope)",
+                 static_cast<long long>(l.channels), l.activation.c_str());
+    return 2;
+  }
   if (s.convert.train.empty())
     s.convert.train = s.convert.attention == "luna" || s.convert.attention == "hedgehog" ? "feature_map" : "attention";
   if (s.run.out_dir.empty()) {

@@ -122,17 +122,17 @@ void LunaFeatureMapImpl::init_softmax_kernel_(Generator* generator, double knot_
     previous_slope = slope;
   }
   const auto mlp = psi->ptr<LunaPsiImpl>(0);  // L = 1: the only ψ in either layout
-  const Dims lead = options.per_head ? Dims{num_heads} : Dims{};
   auto broadcast_rows = [&](const std::vector<double>& row, const Tensor& target) {
-    // row (Hψ) -> target's shape (lead, Hψ[, 1]) or (lead, 1, Hψ): the same values in every head.
+    // row (Hψ) -> target (Hψ), (1, Hψ) or, per head, (H, Hψ), (H, 1, Hψ): the same values in every head.
     target.copy_(tensor(row, {int64_t(row.size())}, like).reshape(Dims{1, int64_t(row.size())})
                      .expand(Dims{target.numel() / int64_t(row.size()), int64_t(row.size())})
                      .reshape(target.sizes()));
   };
-  init::ones_(mlp->fc1->weight);                       // (lead, Hψ, 1)
-  broadcast_rows(fc1_bias, mlp->fc1->bias);            // (lead, Hψ)
-  broadcast_rows(fc2_weight, mlp->fc2->weight);        // (lead, 1, Hψ)
-  init::constant_(mlp->fc2->bias, std::exp(-knot_range));  // (lead, 1)
+  // Shapes with a leading H per head: fc1 weight (Hψ, 1), bias (Hψ); fc2 weight (1, Hψ), bias (1).
+  init::ones_(mlp->fc1->weight);
+  broadcast_rows(fc1_bias, mlp->fc1->bias);
+  broadcast_rows(fc2_weight, mlp->fc2->weight);
+  init::constant_(mlp->fc2->bias, std::exp(-knot_range));
   init::constant_(envelope->beta, -1.0);
 }
 

@@ -268,6 +268,11 @@ TEST_CASE("train_vit and convert_vit: bad input is an error naming the problem",
   const fs::path model = trained_model();
   e2e::require_failure(run("convert_vit", {"--model", model.string(), "--attention", "fancy"}, "to_fancy"), 2,
                        {"--attention", "fancy"});
+  // The softmax-kernel start needs the envelope and one channel; refused before any data is read.
+  e2e::require_failure(run("convert_vit", {"--model", model.string(), "--luna-init", "softmax"}, "init_no_envelope"),
+                       2, {"--luna-init softmax", "no --luna-envelope", "--luna-l 4"});
+  e2e::require_failure(run("convert_vit", {"--model", model.string(), "--luna-init", "favor"}, "init_unknown"), 2,
+                       {"--luna-init", "favor"});
   // Fashion-MNIST has 10 classes, the model 3.
   e2e::require_failure(run("convert_vit", {"--model", model.string(), "--data", "fmnist", "--threads", "1",
                                            "--max-train-examples", "64", "--max-eval-examples", "64",
