@@ -4,7 +4,6 @@
 // from_pretrained; attention distillation lowers the per-layer attention-output MSE.
 #include "vit_test_util.h"
 
-#include <algorithm>
 #include <iostream>
 #include <map>
 #include <random>
@@ -43,6 +42,13 @@ bool bit_identical(const Tensor& a, const Tensor& b) {
   return a.sizes() == b.sizes() && a.dtype() == b.dtype() && values(a) == values(b);
 }
 
+// A module's state_dict keyed by name.
+std::map<std::string, Tensor> state_by_name(const nn::Module& module) {
+  std::map<std::string, Tensor> state;
+  for (const auto& [name, t] : module.state_dict()) state.emplace(name, t);
+  return state;
+}
+
 Tensor random_pixels(int64_t batch, uint64_t seed) {
   Generator generator(seed);
   return randn({batch, 3, 8, 8}, {}, &generator);
@@ -58,8 +64,7 @@ TEST_CASE("convert: ViT to every kind keeps all original tensors and adds the ki
     INFO("kind " << kind);
     const ViTForImageClassification converted = models::convert_vit_attention(original, small_options(kind, "all"));
     CHECK(converted->config().attention.attention == kind);
-    std::map<std::string, Tensor> new_state;
-    for (const auto& [name, t] : converted->state_dict()) new_state.emplace(name, t);
+    std::map<std::string, Tensor> new_state = state_by_name(*converted);
     for (const auto& [name, t] : old_state) {
       INFO("tensor " << name);
       REQUIRE(new_state.count(name) == 1);
@@ -357,12 +362,11 @@ TEST_CASE("convert: luna_init = softmax starts LUNA at the softmax kernel, as cl
   // Every feature-map tensor stays trainable, and the original's tensors are carried over unchanged.
   for (const auto& [name, parameter] : softmax_start->named_parameters())
     if (name.find("feature_map") != std::string::npos) CHECK(parameter.requires_grad());
-  const nn::NamedTensors converted_state = softmax_start->state_dict();
+  const std::map<std::string, Tensor> converted_state = state_by_name(*softmax_start);
   for (const auto& [name, tensor] : original->state_dict()) {
-    const auto it = std::find_if(converted_state.begin(), converted_state.end(),
-                                 [&](const auto& entry) { return entry.first == name; });
-    REQUIRE(it != converted_state.end());
-    CHECK(bit_identical(it->second, tensor));
+    INFO("tensor " << name);
+    REQUIRE(converted_state.count(name) == 1);
+    CHECK(bit_identical(converted_state.at(name), tensor));
   }
 
   ConvertOptions elu = small_options("elu", "attention");
