@@ -7,7 +7,8 @@
 //                   [--skip-scaling] [--skip-batch]
 //
 // Shapes: B=1, H=2, d=32 for N = 256 … 16384 (scaling), and B=32, H=2, N=2048, d=32 (batch).
-// LUNA runs M=32, L=4, Hψ=64 (128 features, ReLU ψ: the exact piecewise-linear path); performer
+// LUNA runs M=32, L=4, Hψ=64 (128 features, ReLU ψ: the exact piecewise-linear path; luna-gelu and
+// luna-silu, on request, the same with that ψ activation through the direct ψ kernel); performer
 // m=128; elu d=32 features; cosformer and hedgehog 2d=64; softmax is exact (features reported 0).
 //
 // Measured per shape and kind:
@@ -41,6 +42,8 @@ namespace {
 using namespace luna;
 
 const std::vector<std::string> kAllKinds = {"softmax", "luna", "elu", "performer", "cosformer", "hedgehog"};
+// LUNA with a smooth ψ activation (the direct ψ kernel, no exact table path): on request only.
+const std::vector<std::string> kExtraKinds = {"luna-gelu", "luna-silu"};
 
 struct Shape {
   int64_t B, H, N, d;
@@ -61,8 +64,9 @@ Problem make_problem(const std::string& kind, const Shape& s, const Tensor& q, c
   p.leaves = {q, k, v};
   if (kind == "softmax") {
     p.forward = [=] { return scaled_dot_product_attention(q, k, v); };
-  } else if (kind == "luna") {
+  } else if (kind == "luna" || kind == "luna-gelu" || kind == "luna-silu") {
     LunaFeatureMapOptions options;  // spec defaults: M=32, L=4, Hψ=64, relu, per_channel
+    if (kind != "luna") options.activation = kind.substr(5);
     const LunaFeatureMapParams params = luna_feature_map_init(s.d, s.H, options, {}, &gen);
     p.features = options.num_projections * options.channels;
     p.forward = [=] { return luna_attention(q, k, v, params, options); };
@@ -247,7 +251,8 @@ int main(int argc, char** argv) {
   if (bench::has_flag(argc, argv, "--help")) {
     std::printf("usage: bench_attention [--json] [--threads=N] [--reps=R] [--kinds=a,b,...] [--max-n=N]\n"
                 "                       [--skip-scaling] [--skip-batch]\n"
-                "kinds: softmax, luna, elu, performer, cosformer, hedgehog (default: all)\n");
+                "kinds: softmax, luna, elu, performer, cosformer, hedgehog (default: all of these);\n"
+                "       luna-gelu, luna-silu (LUNA with that psi activation) on request\n");
     return 0;
   }
   const bool json = bench::has_flag(argc, argv, "--json");
@@ -258,7 +263,8 @@ int main(int argc, char** argv) {
     std::vector<std::string> kinds = split(bench::flag_value(argc, argv, "--kinds", ""));
     if (kinds.empty()) kinds = kAllKinds;
     for (const std::string& kind : kinds)
-      LUNA_CHECK(std::find(kAllKinds.begin(), kAllKinds.end(), kind) != kAllKinds.end(),
+      LUNA_CHECK(std::find(kAllKinds.begin(), kAllKinds.end(), kind) != kAllKinds.end() ||
+                     std::find(kExtraKinds.begin(), kExtraKinds.end(), kind) != kExtraKinds.end(),
                  "bench_attention: unknown kind '", kind, "' in --kinds");
     LUNA_CHECK(threads > 0 && reps > 0, "bench_attention: --threads and --reps must be positive");
     set_num_threads(threads);
