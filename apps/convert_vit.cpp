@@ -98,6 +98,7 @@ std::vector<Tensor> distillation_batches(const apps::ImageSplits& data, const mo
 int run(Settings s) {
   if (s.run.threads > 0) set_num_threads(s.run.threads);
   const Device device = apps::parse_device(s.run.device, kProgram);
+  if (!s.eval_only) apps::check_train_options(s.run.train_options(device, kProgram));
   auto say = [](const std::string& text) {
     std::printf("%s\n", text.c_str());
     std::fflush(stdout);

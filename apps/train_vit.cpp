@@ -85,6 +85,7 @@ int64_t default_channels(const std::string& spec) {
 int run(Settings s) {
   if (s.run.threads > 0) set_num_threads(s.run.threads);
   const Device device = apps::parse_device(s.run.device, kProgram);
+  apps::check_train_options(s.run.train_options(device, kProgram));
   if (s.image_size == 0) s.image_size = default_image_size(s.data);
   std::error_code error;
   fs::create_directories(s.run.out_dir, error);

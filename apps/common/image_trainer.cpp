@@ -179,13 +179,17 @@ ImageEvaluation evaluate_images(const models::ViTForImageClassificationImpl& mod
   return result;
 }
 
-ImageTrainResult train_image_classifier(models::ViTForImageClassification& model, const ImageSplits& data,
-                                        const models::ViTImageProcessor& processor, const ImageTrainOptions& o,
-                                        const std::function<void(int64_t step)>& on_best) {
+void check_train_options(const ImageTrainOptions& o) {
   LUNA_CHECK(o.steps > 0 && o.batch_size > 0 && o.eval_every > 0 && o.log_every > 0, o.program,
              ": steps, batch, eval-every and log-every must be positive");
   LUNA_CHECK(o.warmup >= 0 && (o.schedule == "constant" || o.warmup <= o.steps), o.program, ": --warmup (", o.warmup,
              ") must be in 0 .. --steps (", o.steps, ")");
+}
+
+ImageTrainResult train_image_classifier(models::ViTForImageClassification& model, const ImageSplits& data,
+                                        const models::ViTImageProcessor& processor, const ImageTrainOptions& o,
+                                        const std::function<void(int64_t step)>& on_best) {
+  check_train_options(o);
   const fs::path out(o.out_dir);
   const std::string checkpoint_path = (out / kCheckpoint).string();
   nn::NamedTensors trainable;

@@ -90,6 +90,11 @@ struct ImageTrainResult {
   double images_per_second() const { return train_seconds > 0 ? double(images_seen) / train_seconds : 0.0; }
 };
 
+// The training settings' own consistency (positive steps and batch, warmup within the steps), an
+// error naming the flags otherwise. train_image_classifier checks it, and the apps call it before
+// they read any data, so a bad combination fails at once rather than after the first evaluations.
+void check_train_options(const ImageTrainOptions& options);
+
 // Trains the parameters of `model` that require grad with AdamW (weight decay on matrices only,
 // as is usual for transformers) and cross-entropy. Every eval_every steps (and at the last) it
 // evaluates on dev; a better dev accuracy calls on_best(step) (the caller saves the weights) and

@@ -259,6 +259,10 @@ TEST_CASE("train_vit and convert_vit: bad input is an error naming the problem",
                            "bad_heads"),
                        1, {"hidden_size", "30", "4"});
   e2e::require_failure(run("train_vit", {"--device", "tpu"}, "tpu"), 1, {"--device", "tpu"});
+  // Warmup past the last step: refused before any data is read.
+  const e2e::Result late_warmup = run("train_vit", {"--steps", "10", "--warmup", "50"}, "late_warmup");
+  e2e::require_failure(late_warmup, 1, {"--warmup (50)", "--steps (10)"});
+  CHECK(late_warmup.out.find("reading") == std::string::npos);
   const std::string missing = (scratch() / "no_such_folder").string();
   e2e::require_failure(run("train_vit", {"--data", "imagefolder:" + missing, "--image-size", "8"}, "no_folder"), 1,
                        {missing});
@@ -273,6 +277,11 @@ TEST_CASE("train_vit and convert_vit: bad input is an error naming the problem",
                        2, {"--luna-init softmax", "no --luna-envelope", "--luna-l 4"});
   e2e::require_failure(run("convert_vit", {"--model", model.string(), "--luna-init", "favor"}, "init_unknown"), 2,
                        {"--luna-init", "favor"});
+  const e2e::Result convert_late_warmup =
+      run("convert_vit", {"--model", model.string(), "--data", "fmnist", "--steps", "10", "--warmup", "50"},
+          "convert_late_warmup");
+  e2e::require_failure(convert_late_warmup, 1, {"--warmup (50)", "--steps (10)"});
+  CHECK(convert_late_warmup.out.find("reading") == std::string::npos);
   // Fashion-MNIST has 10 classes, the model 3.
   e2e::require_failure(run("convert_vit", {"--model", model.string(), "--data", "fmnist", "--threads", "1",
                                            "--max-train-examples", "64", "--max-eval-examples", "64",
