@@ -204,7 +204,7 @@ void psi_backward_lanes(const float* grad_out, const float* u, const float* out,
   // Per thread: d/dg, d/da, d/dc as (G, L, Hψ) each, then d/de as (G, L), in float64.
   ThreadPartials partials(3 * table + G * L, threads);
   // Rows between folds of the float lane sums into the float64 partials: each lane then adds at most
-  // kFoldRows · ⌈M/8⌉ terms in float32 (with M = 32, 64), and the fold costs 8 additions per entry.
+  // kFoldRows · ⌈M/8⌉ terms in float32 (64 when M = 32), and a fold costs 8 additions per entry.
   constexpr int64_t kFoldRows = 16;
 #pragma omp parallel num_threads(threads) if (parallel)
   {
