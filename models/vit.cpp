@@ -248,16 +248,28 @@ ViTForImageClassificationImpl::ViTForImageClassificationImpl(const ViTConfig& co
   if (hf_init) reset_parameters(generator);
 }
 
+namespace {
+
+// HF's draw N(0, initializer_range²) truncated to [−2, 2]. initializer_range = 0, which the config
+// admits, is the point mass at 0: zeros (torch's trunc_normal_ would divide by the zero std).
+void init_truncated_normal(const Tensor& t, double std, Generator* generator) {
+  if (std == 0.0)
+    t.zero_();
+  else
+    nn::init::trunc_normal_(t, 0.0, std, -2.0, 2.0, generator);
+}
+
+}  // namespace
+
 void ViTForImageClassificationImpl::reset_classifier(Generator* generator) {
   NoGradGuard no_grad;
-  nn::init::trunc_normal_(classifier->weight, 0.0, config_.initializer_range, -2.0, 2.0, generator);
+  init_truncated_normal(classifier->weight, config_.initializer_range, generator);
   classifier->bias.zero_();
 }
 
 void ViTForImageClassificationImpl::reset_parameters(Generator* generator) {
   NoGradGuard no_grad;
-  const double std = config_.initializer_range;
-  auto normal = [&](const Tensor& t) { nn::init::trunc_normal_(t, 0.0, std, -2.0, 2.0, generator); };
+  auto normal = [&](const Tensor& t) { init_truncated_normal(t, config_.initializer_range, generator); };
   for (const auto& [name, module] : named_modules()) {
     (void)name;
     if (auto* linear = dynamic_cast<nn::LinearImpl*>(module.get())) {

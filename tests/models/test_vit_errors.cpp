@@ -228,3 +228,21 @@ TEST_CASE("vit forward: wrong pixel channels, rank, size or dtype", "[vit]") {
   CHECK_THAT(error_of([&] { model(zeros({1, 3, 6, 40}), true); }), Contains("smaller than one patch"));
   CHECK_THAT(error_of([&] { model(zeros({1, 3, 32, 32}, TensorOptions(kFloat64))); }), Contains("dtype"));
 }
+
+TEST_CASE("vit config: initializer_range 0 (which the config admits) builds zero weights that run", "[vit]") {
+  // The fuzzer found this: torch's trunc_normal_ cannot draw with std 0, so building from such a
+  // config failed after validate() had accepted it. N(0, 0) is the point mass at 0.
+  ViTConfig config = ViTConfig::from_json_string(edited([](nlohmann::json& c) { c["initializer_range"] = 0.0; }),
+                                                 "dir/config.json");
+  REQUIRE(config.initializer_range == 0.0);
+  const ViTForImageClassification model(config);
+  for (const auto& [name, parameter] : model->named_parameters()) {
+    CAPTURE(name);
+    const bool layer_norm_weight = name.find("layernorm") != std::string::npos && name.ends_with(".weight");
+    if (!layer_norm_weight && parameter.dim() >= 2) CHECK(parameter.abs().max().item<double>() == 0.0);
+  }
+  NoGradGuard no_grad;
+  const Tensor logits = model(zeros({1, config.num_channels, config.image_size, config.image_size}));
+  CHECK(logits.sizes() == Dims({1, config.num_labels}));
+  CHECK(logits.abs().max().item<double>() == 0.0);  // zero classifier, zero bias
+}
