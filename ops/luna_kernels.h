@@ -90,7 +90,7 @@ class PsiPiecewiseRows {
   // out_row (M, L) = scale·ψ(u_row (M)), bucket_row (M, L) its buckets, or null.
   void forward(const T* u_row, int64_t group, T scale, T* out_row, uint8_t* bucket_row) const;
   // The same out_row from the buckets forward stored: one multiply-add per output, no search, the
-  // same bits.
+  // same bits (except where ψ's parameters are not finite: inactive outputs then rebuild as 0).
   void recompute(const T* u_row, const uint8_t* bucket_row, int64_t group, T scale, T* out_row) const;
   // grad_u_row (M) from grad_row (M, L), and the row's share of the parameter gradients added to
   // `sums` (bucket_sums_size() doubles per thread, zeroed before the first row).

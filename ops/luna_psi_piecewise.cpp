@@ -1,9 +1,10 @@
 // The exact ReLU path of ψ (spec/LUNA.md §3): per call the kinks of every channel's piecewise-linear
 // s_ℓ(u) are sorted and tabulated, then each scalar finds its bucket and costs one multiply-add;
 // backward sums δ and δu per bucket and turns them into parameter gradients with prefix sums.
-// float32 (training) runs 8-lane AVX2 code that narrows each kink search to a few gathered compares
-// through a uniform grid; float64 (the gradchecks) runs the plain loops. Both give the same bits as
-// each other's algorithm would: the grid only skips compares whose outcome it already knows.
+// float32 (training) runs 8-lane AVX2 code: for tables of at most 64 kinks a search in registers
+// (permutes, no dependent gathers), otherwise a uniform grid that narrows each search to a few
+// gathered compares; float64 (the gradchecks) runs the plain loops. All give the same bits as each
+// other's algorithm would: the searches only skip compares whose outcome they already know.
 #include <luna/backends/cpu/cpu_features.h>
 #include <luna/ops/luna_kernel_common.h>
 #include <luna/ops/luna_kernels.h>
@@ -55,6 +56,7 @@ struct PiecewiseTable {
                                       // every count k ≤ D and equals no input
   std::vector<int64_t> kink_bucket;   // (Hψ) κ_j, or −1 for a_j = 0
   std::vector<T> slope, intercept;    // (2D+1) per bucket, intercept including e_ℓ
+  std::vector<T> slope_intercept;     // (2D+1, 2) the two interleaved: one 8-byte gather fetches both
 };
 
 // Scalars looked up together against one table by the plain path; the count vectorises across them.
@@ -124,6 +126,11 @@ std::vector<PiecewiseTable<T>> build_piecewise_tables(const PsiParams<T>& params
       table.slope[b] = T(slope);
       table.intercept[b] = T(intercept);
     }
+    table.slope_intercept.resize(2 * size_t(buckets));
+    for (int64_t b = 0; b < buckets; ++b) {
+      table.slope_intercept[2 * b] = table.slope[b];
+      table.slope_intercept[2 * b + 1] = table.intercept[b];
+    }
   }
   return tables;
 }
@@ -133,6 +140,18 @@ std::vector<PiecewiseTable<T>> build_piecewise_tables(const PsiParams<T>& params
 template <class T>
 inline T table_value(const PiecewiseTable<T>& table, int32_t bucket, T x) {
   return std::fma(table.slope[bucket], x, table.intercept[bucket]);
+}
+
+// What the forward left in an output its bucket marks inactive (s ≤ 0 or NaN): 0 for a finite input,
+// the input for a NaN one, and for ±∞ whatever the table gives (0·∞ is NaN), so that one searches
+// again. (Not rebuilt: NaN from NaN parameters and the −0 of an intercept of exactly −0; both give 0.)
+template <class T>
+inline T inactive_value(const PiecewiseTable<T>& table, T x, T scale) {
+  if (x != x) return x;
+  if (!std::isinf(x)) return T(0);
+  int32_t bucket[kLookupBlock];
+  buckets_of_block(table, &x, 1, bucket);
+  return scale * outer_relu(table_value(table, bucket[0], x));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -256,16 +275,68 @@ inline __m256i buckets8(__m256 x, const PsiGrid& grid) {
   return bucket;
 }
 
+// The search of tables with at most 64 kinks (Hψ ≤ 64, the default), without the grid's chain of
+// dependent gathers (first cell, then its kinks), which is what bounds the grid search on CPUs with
+// slow gathers. The sorted kinks, NaN-padded to 64, sit in eight blocks B_t[j] = kink[8j + t]. A
+// branch-free binary search over B_7 (every eighth kink, first 7) gives pos = #{j < 7 : kink[8j+7] < x},
+// so every kink below 8·pos is < x and, unless pos = 7, every kink past 8·pos + 7 is > x (kinks are
+// distinct). The eight kinks 8·pos + t then settle the bucket as in the grid search:
+// 16·pos + Σ_t ([kink < x] + [kink ≤ x]). Each step is one in-register permute of a block.
+constexpr int64_t kMaxBlockKinks = 64;
+
+struct PsiKinkBlocks {
+  alignas(32) float block[8][8];  // B_t
+};
+
+PsiKinkBlocks kink_blocks_of(const std::vector<float>& kinks) {
+  PsiKinkBlocks blocks;
+  for (int t = 0; t < 8; ++t)
+    for (int j = 0; j < 8; ++j) {
+      const size_t k = size_t(8 * j + t);
+      blocks.block[t][j] = k < kinks.size() ? kinks[k] : std::numeric_limits<float>::quiet_NaN();
+    }
+  return blocks;
+}
+
+inline __m256i buckets8(__m256 x, const PsiKinkBlocks& blocks) {
+  const __m256 every_eighth = _mm256_load_ps(blocks.block[7]);
+  __m256i pos = _mm256_setzero_si256();
+  for (int half = 4; half >= 1; half /= 2) {
+    const __m256 kink = _mm256_permutevar8x32_ps(every_eighth, _mm256_add_epi32(pos, _mm256_set1_epi32(half - 1)));
+    const __m256i below = _mm256_castps_si256(_mm256_cmp_ps(kink, x, _CMP_LT_OQ));
+    pos = _mm256_add_epi32(pos, _mm256_and_si256(below, _mm256_set1_epi32(half)));
+  }
+  __m256i bucket = _mm256_slli_epi32(pos, 4);
+  for (int t = 0; t < 8; ++t) {
+    const __m256 kink = _mm256_permutevar8x32_ps(_mm256_load_ps(blocks.block[t]), pos);
+    // A true compare is all ones (−1): subtracting counts it.
+    bucket = _mm256_sub_epi32(bucket, _mm256_castps_si256(_mm256_cmp_ps(kink, x, _CMP_LT_OQ)));
+    bucket = _mm256_sub_epi32(bucket, _mm256_castps_si256(_mm256_cmp_ps(kink, x, _CMP_LE_OQ)));
+  }
+  return bucket;
+}
+
 // ψ of 8 scalars of one table: the scaled output, and the stored bucket (kInactiveBucket where
 // the final ReLU is off). relu as max(0, s) keeps NaN (maxps returns its second operand) and −0.
+// Search is a PsiGrid or PsiKinkBlocks.
 struct Psi8 {
   __m256 value;
   __m256i stored_bucket;
 };
-inline Psi8 psi8(__m256 x, const PsiGrid& grid, const PiecewiseTable<float>& table, __m256 scale) {
-  const __m256i bucket = buckets8(x, grid);
-  const __m256 slope = _mm256_i32gather_ps(table.slope.data(), bucket, 4);
-  const __m256 intercept = _mm256_i32gather_ps(table.intercept.data(), bucket, 4);
+template <class Search>
+inline Psi8 psi8(__m256 x, const Search& search, const PiecewiseTable<float>& table, __m256 scale) {
+  const __m256i bucket = buckets8(x, search);
+  // Two 4-lane gathers of (slope, intercept) pairs instead of two 8-lane gathers of floats: half the
+  // gathered elements, which bound this loop where gathers are slow (AMD Zen 2/3).
+  const double* pairs = reinterpret_cast<const double*>(table.slope_intercept.data());
+  const __m256 low = _mm256_castpd_ps(_mm256_i32gather_pd(pairs, _mm256_castsi256_si128(bucket), 8));
+  const __m256 high = _mm256_castpd_ps(_mm256_i32gather_pd(pairs, _mm256_extracti128_si256(bucket, 1), 8));
+  // low = (s0 c0 s1 c1 | s2 c2 s3 c3), high the same for lanes 4..7; even floats then odd ones give
+  // (s0 s1 s4 s5 | s2 s3 s6 s7), and the 64-bit permute restores lane order.
+  const __m256 slope =
+      _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(low, high, 0x88)), 0xD8));
+  const __m256 intercept =
+      _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(low, high, 0xDD)), 0xD8));
   const __m256 sum = _mm256_fmadd_ps(slope, x, intercept);
   const __m256 active = _mm256_cmp_ps(sum, _mm256_setzero_ps(), _CMP_GT_OQ);
   const __m256i stored = _mm256_blendv_epi8(_mm256_set1_epi32(kInactiveBucket), bucket, _mm256_castps_si256(active));
@@ -291,8 +362,10 @@ inline __m256i pack_bytes(const __m256i v[4]) {
   return _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
-// ψ of one row's scalars [start, M), all channels, 8 at a time.
-void row_avx2(const PiecewiseTable<float>* tables, const PsiGrid* grids, const float* u_row, int64_t M, int64_t L,
+// ψ of one row's scalars [start, M), all channels, 8 at a time; searches (L) are the row's
+// tables' PsiGrid or PsiKinkBlocks.
+template <class Search>
+void row_avx2(const PiecewiseTable<float>* tables, const Search* searches, const float* u_row, int64_t M, int64_t L,
               int64_t start, float scale, float* out_row, uint8_t* bucket_row) {
   const __m256 scale8 = _mm256_set1_ps(scale);
   if (L == 4) {  // the default: 8 scalars × 4 channels = 32 contiguous outputs per step
@@ -302,7 +375,7 @@ void row_avx2(const PiecewiseTable<float>* tables, const PsiGrid* grids, const f
       __m256 values[4], ordered[4];
       __m256i stored[4], ordered_buckets[4];
       for (int l = 0; l < 4; ++l) {
-        const Psi8 psi = psi8(x, grids[l], tables[l], scale8);
+        const Psi8 psi = psi8(x, searches[l], tables[l], scale8);
         values[l] = psi.value;
         stored[l] = psi.stored_bucket;
       }
@@ -326,7 +399,7 @@ void row_avx2(const PiecewiseTable<float>* tables, const PsiGrid* grids, const f
     for (int s = 0; s < 8; ++s) x_lanes[s] = u_row[start + std::min(s, n - 1)];
     const __m256 x = _mm256_load_ps(x_lanes);
     for (int64_t l = 0; l < L; ++l) {
-      const Psi8 psi = psi8(x, grids[l], tables[l], scale8);
+      const Psi8 psi = psi8(x, searches[l], tables[l], scale8);
       _mm256_store_ps(value_lanes, psi.value);
       _mm256_store_si256(reinterpret_cast<__m256i*>(bucket_lanes), psi.stored_bucket);
       for (int s = 0; s < n; ++s) {
@@ -534,6 +607,83 @@ LUNA_TARGET_AVX512 int64_t recompute_row_avx512(const float* slope, const float*
   return start;
 }
 
+// The AVX2 counterparts for 4 channels, 8 outputs (2 scalars × 4 channels) per vector.
+
+// recompute_row_avx512 on 8 lanes; returns where the scalar code takes over.
+int64_t recompute_row_avx2(const float* slope, const float* intercept, int64_t max_buckets, const float* u_row,
+                           const uint8_t* bucket_row, int64_t M, float scale, float* out_row) {
+  const __m256i channel_offset =
+      _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3), _mm256_set1_epi32(int(max_buckets)));
+  const __m256i scalar_of_lane = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+  const __m256i inactive = _mm256_set1_epi32(kInactiveBucket);
+  const __m256 scale8 = _mm256_set1_ps(scale);
+  int64_t start = 0;
+  for (; start + 2 <= M; start += 2) {
+    const __m256 x = _mm256_permutevar8x32_ps(
+        _mm256_castps128_ps256(_mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(u_row + start)))),
+        scalar_of_lane);
+    const __m256i bucket =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(bucket_row + start * 4)));
+    const __m256 active = _mm256_castsi256_ps(_mm256_xor_si256(_mm256_cmpeq_epi32(bucket, inactive),
+                                                               _mm256_set1_epi32(-1)));
+    const __m256i index = _mm256_add_epi32(bucket, channel_offset);
+    const __m256 s = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), slope, index, active, 4);
+    const __m256 c = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), intercept, index, active, 4);
+    // Inactive: 0, or x itself where x is NaN (as the forward's max(0, s) left it).
+    const __m256 off = _mm256_and_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q), x);
+    _mm256_storeu_ps(out_row + start * 4,
+                     _mm256_blendv_ps(off, _mm256_mul_ps(scale8, _mm256_fmadd_ps(s, x, c)), active));
+  }
+  return start;
+}
+
+// accumulate_row for 4 channels, 8 scalars at a time; returns where the scalar code takes over.
+// grad_u by masked multiply-adds in channel order on channel vectors (interleave4 is its own
+// inverse); the bucket sums stay scalar, over the active outputs only, found by a byte compare and
+// walked in (scalar, channel) order, so every bucket still accumulates in (row, scalar) order.
+int64_t accumulate_row_avx2(const PiecewiseTable<float>* row_tables, const float* u_row, const float* grad_row,
+                            const uint8_t* bucket_row, int64_t M, int64_t max_buckets, float scale,
+                            double* P0_group, double* P1_group, float* grad_u_row) {
+  const __m256i natural_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // undoes lanes (0, 2, 4, 6 | 1, 3, 5, 7)
+  const __m256 scale8 = _mm256_set1_ps(scale);
+  const __m256i inactive = _mm256_set1_epi32(kInactiveBucket);
+  alignas(32) float deltas[32];  // (8 scalars, 4 channels)
+  int64_t start = 0;
+  for (; start + 8 <= M; start += 8) {
+    const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bucket_row + start * 4));
+    __m256 grad[4], bucket_f[4], grad_l[4], bucket_l[4];
+    for (int v = 0; v < 4; ++v) {
+      grad[v] = _mm256_loadu_ps(grad_row + start * 4 + 8 * v);
+      _mm256_store_ps(deltas + 8 * v, _mm256_mul_ps(grad[v], scale8));
+      bucket_f[v] = _mm256_castsi256_ps(
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(bucket_row + start * 4 + 8 * v))));
+    }
+    interleave4(grad, grad_l);
+    interleave4(bucket_f, bucket_l);
+    __m256 grad_x = _mm256_setzero_ps();
+    for (int l = 0; l < 4; ++l) {
+      const __m256i bucket = _mm256_castps_si256(bucket_l[l]);
+      const __m256 active =
+          _mm256_castsi256_ps(_mm256_xor_si256(_mm256_cmpeq_epi32(bucket, inactive), _mm256_set1_epi32(-1)));
+      const __m256 delta = _mm256_mul_ps(grad_l[l], scale8);
+      const __m256 slope = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), row_tables[l].slope.data(), bucket, active, 4);
+      grad_x = _mm256_blendv_ps(grad_x, _mm256_fmadd_ps(delta, slope, grad_x), active);
+    }
+    _mm256_storeu_ps(grad_u_row + start, _mm256_permutevar8x32_ps(grad_x, natural_order));
+    // Bit e of `active_outputs` is output e = 4·scalar + channel of this block.
+    uint32_t active_outputs =
+        ~uint32_t(_mm256_movemask_epi8(_mm256_cmpeq_epi8(bytes, _mm256_set1_epi8(char(kInactiveBucket)))));
+    for (; active_outputs != 0; active_outputs &= active_outputs - 1) {
+      const int e = std::countr_zero(active_outputs);
+      const int64_t slot = (e & 3) * max_buckets + bucket_row[start * 4 + e];
+      const double d = deltas[e];
+      P0_group[slot] += d;
+      P1_group[slot] = std::fma(d, double(u_row[start + (e >> 2)]), P1_group[slot]);
+    }
+  }
+  return start;
+}
+
 #endif
 
 }  // namespace
@@ -548,10 +698,14 @@ struct PsiPiecewiseRows<T>::State {
   std::vector<PiecewiseTable<T>> tables;  // (G·L)
   int64_t max_buckets = 0;                 // 2·Hψ + 1, the stride of the bucket sums
 #if defined(LUNA_PSI_AVX2)
-  std::vector<PsiGrid> grids;             // (G·L), float32 only
+  // float32 only. The AVX2 forward searches every table through blocks when all tables have at most
+  // kMaxBlockKinks kinks, else through grids.
+  std::vector<PsiKinkBlocks> blocks;      // (G·L) or empty
+  std::vector<PsiGrid> grids;             // (G·L) when blocks is empty
   std::vector<PsiRegisters> registers;    // (G·L) when avx512_forward
   bool avx512_forward = false, avx512_backward = false;
-  // (G, L, max_buckets): every table's slope and intercept at one stride, for recompute_row_avx512.
+  bool four_channels = false;             // the vector backward and recompute (AVX-512 or AVX2)
+  // (G, L, max_buckets): every table's slope and intercept at one stride, for the vector recompute.
   std::vector<float> packed_slope, packed_intercept;
 #endif
 };
@@ -565,14 +719,20 @@ PsiPiecewiseRows<T>::PsiPiecewiseRows(const PsiParams<T>& params, const PsiShape
   s.max_buckets = 2 * shape.hidden + 1;
 #if defined(LUNA_PSI_AVX2)
   if constexpr (std::is_same_v<T, float>) {
-    for (const PiecewiseTable<float>& table : s.tables) s.grids.push_back(build_grid(table.kinks));
-    const bool avx512 = shape.channels == 4 && cpu_has_avx512();
+    const bool few_kinks = std::all_of(s.tables.begin(), s.tables.end(), [](const PiecewiseTable<float>& table) {
+      return int64_t(table.kinks.size()) <= kMaxBlockKinks;
+    });
+    for (const PiecewiseTable<float>& table : s.tables) {
+      if (few_kinks) s.blocks.push_back(kink_blocks_of(table.kinks));
+      else s.grids.push_back(build_grid(table.kinks));
+    }
+    s.four_channels = shape.channels == 4;
+    const bool avx512 = s.four_channels && cpu_has_avx512();
     s.avx512_backward = avx512;
-    s.avx512_forward = avx512 && shape.projections >= 16;
-    for (const PiecewiseTable<float>& table : s.tables) s.avx512_forward = s.avx512_forward && table.kinks.size() <= 64;
+    s.avx512_forward = avx512 && shape.projections >= 16 && few_kinks;
     if (s.avx512_forward)
       for (const PiecewiseTable<float>& table : s.tables) s.registers.push_back(registers_of(table.kinks));
-    if (s.avx512_backward) {
+    if (s.four_channels) {
       s.packed_slope.assign(s.tables.size() * size_t(s.max_buckets), 0.0f);
       s.packed_intercept.assign(s.tables.size() * size_t(s.max_buckets), 0.0f);
       for (size_t t = 0; t < s.tables.size(); ++t) {
@@ -599,10 +759,13 @@ void PsiPiecewiseRows<T>::forward(const T* u_row, int64_t group, T scale, T* out
   const int64_t M = s.shape.projections, L = s.shape.channels;
 #if defined(LUNA_PSI_AVX2)
   if constexpr (std::is_same_v<T, float>) {
-    const int64_t start = s.avx512_forward ? row_avx512(s.tables.data() + group * L, s.registers.data() + group * L,
-                                                        u_row, M, scale, out_row, bucket_row)
-                                           : 0;
-    row_avx2(s.tables.data() + group * L, s.grids.data() + group * L, u_row, M, L, start, scale, out_row, bucket_row);
+    const PiecewiseTable<float>* tables = s.tables.data() + group * L;
+    const int64_t start =
+        s.avx512_forward ? row_avx512(tables, s.registers.data() + group * L, u_row, M, scale, out_row, bucket_row) : 0;
+    if (!s.blocks.empty())
+      row_avx2(tables, s.blocks.data() + group * L, u_row, M, L, start, scale, out_row, bucket_row);
+    else
+      row_avx2(tables, s.grids.data() + group * L, u_row, M, L, start, scale, out_row, bucket_row);
     return;
   }
 #endif
@@ -618,17 +781,26 @@ void PsiPiecewiseRows<T>::recompute(const T* u_row, const uint8_t* bucket_row, i
   int64_t start = 0;
 #if defined(LUNA_PSI_AVX2)
   if constexpr (std::is_same_v<T, float>)
-    if (s.avx512_backward)
-      start = recompute_row_avx512(s.packed_slope.data() + group * L * s.max_buckets,
-                                   s.packed_intercept.data() + group * L * s.max_buckets, s.max_buckets, u_row,
-                                   bucket_row, M, scale, out_row);
+    if (s.four_channels) {
+      const float* slope = s.packed_slope.data() + group * L * s.max_buckets;
+      const float* intercept = s.packed_intercept.data() + group * L * s.max_buckets;
+      start = s.avx512_backward
+                  ? recompute_row_avx512(slope, intercept, s.max_buckets, u_row, bucket_row, M, scale, out_row)
+                  : recompute_row_avx2(slope, intercept, s.max_buckets, u_row, bucket_row, M, scale, out_row);
+    }
 #endif
+  // The vector paths give an inactive output 0 or its NaN input; an infinite input needs inactive_value.
+  for (int64_t i = 0; i < start; ++i) {
+    if (!std::isinf(u_row[i])) continue;
+    for (int64_t l = 0; l < L; ++l)
+      if (bucket_row[i * L + l] == kInactiveBucket) out_row[i * L + l] = inactive_value(row_tables[l], u_row[i], scale);
+  }
   for (int64_t i = start; i < M; ++i) {
     const T x = u_row[i];
     for (int64_t l = 0; l < L; ++l) {
       const uint8_t b = bucket_row[i * L + l];
-      // An inactive output is 0, or NaN as the forward's max(0, s) left it for a NaN input.
-      out_row[i * L + l] = b == kInactiveBucket ? (x != x ? x : T(0)) : scale * table_value(row_tables[l], b, x);
+      out_row[i * L + l] =
+          b == kInactiveBucket ? inactive_value(row_tables[l], x, scale) : scale * table_value(row_tables[l], b, x);
     }
   }
 }
@@ -643,9 +815,10 @@ void PsiPiecewiseRows<T>::backward(const T* u_row, const T* grad_row, const uint
   int64_t start = 0;
 #if defined(LUNA_PSI_AVX2)
   if constexpr (std::is_same_v<T, float>)
-    if (s.avx512_backward)
-      start = accumulate_row_avx512(s.tables.data() + group * L, u_row, grad_row, bucket_row, M, s.max_buckets, scale,
-                                    P0_group, P1_group, grad_u_row);
+    if (s.four_channels)
+      start = (s.avx512_backward ? accumulate_row_avx512 : accumulate_row_avx2)(
+          s.tables.data() + group * L, u_row, grad_row, bucket_row, M, s.max_buckets, scale, P0_group, P1_group,
+          grad_u_row);
 #endif
   accumulate_row(s.tables.data() + group * L, u_row, grad_row, bucket_row, M, L, start, s.max_buckets, scale,
                  P0_group, P1_group, grad_u_row);

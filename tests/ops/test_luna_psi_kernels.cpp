@@ -1,9 +1,10 @@
-// The exact ReLU ψ kernels (ops/luna_psi_piecewise.cpp) called directly: the float32 vector path
-// (grid-narrowed kink search, 8 lanes, interleaved stores) against the plain loops bit for bit,
+// The exact ReLU ψ kernels (ops/luna_psi_piecewise.cpp) called directly: the float32 vector paths
+// (the kink search in registers for at most 64 kinks, else through a grid; 8 or 16 lanes,
+// interleaved stores) against the plain loops bit for bit,
 // outputs and stored buckets, over odd sizes (tails of M, every channel count, per-head groups),
 // awkward inputs (exact kinks, ±0, ±inf, NaN, huge and denormal values) and awkward kink sets (none,
-// one, duplicates, clusters, heavy tails); and the backward from saved buckets against the backward
-// that searches again, also bit for bit.
+// one, duplicates, clusters, heavy tails); the backward from saved buckets against the backward
+// that searches again, and ψ rebuilt from the buckets against the forward, also bit for bit.
 #include "test_util.h"
 
 #include <cmath>
@@ -97,7 +98,8 @@ std::vector<PsiCase> cases() {
     for (int64_t L : {1, 4}) out.push_back({40, 32, L, 64, 2, false, kinks});
   out.push_back({40, 32, 4, 64, 2, true, KinkSet::Uniform});
   out.push_back({40, 24, 4, 5, 2, false, KinkSet::Uniform});
-  out.push_back({40, 32, 4, 127, 2, false, KinkSet::HeavyTails});  // the most units whose buckets fit a byte
+  out.push_back({40, 32, 4, 127, 2, false, KinkSet::HeavyTails});  // the most units whose buckets fit a byte,
+                                                                    // and > 64 kinks: the grid search
   out.push_back({3000, 32, 4, 64, 2, false, KinkSet::Uniform});    // enough work for several threads
   return out;
 }
@@ -176,5 +178,36 @@ TEST_CASE("ψ backward from saved buckets equals the backward that searches agai
   else WARN("this CPU has no AVX-512 (or it is disabled): only the AVX2 path of ψ is tested");
   luna::cpu::allow_avx512(false);
   check_backward_cases(false);
+  luna::cpu::allow_avx512(has_avx512);
+}
+
+// Every case: rebuilding ψ from the stored buckets (PsiPiecewiseRows::recompute, as the fused
+// attention's backward does; 4 channels take a vector path) gives the forward's bits, NaN included.
+void check_recompute_cases(bool avx512) {
+  uint32_t seed = 200;
+  for (const PsiCase& k : cases()) {
+    if (k.hidden > 127) continue;  // buckets are stored only when they fit a byte
+    const PsiData d = make_case(k, seed++);
+    const int64_t ML = k.M * k.L;
+    const size_t outputs = size_t(k.rows * ML);
+    std::vector<float> out(outputs), rebuilt(outputs, -1.0f);
+    std::vector<uint8_t> buckets(outputs);
+    psi_forward_piecewise<float>(d.u.data(), d.params(), d.shape, 0.25f, out.data(), buckets.data());
+    const PsiPiecewiseRows<float> rows(d.params(), d.shape);
+    for (int64_t row = 0; row < k.rows; ++row)
+      rows.recompute(d.u.data() + d.shape.u_offset(row), buckets.data() + row * ML, d.shape.group_of_row(row), 0.25f,
+                     rebuilt.data() + row * ML);
+    INFO("avx512 " << avx512 << " rows " << k.rows << " M " << k.M << " L " << k.L << " hidden " << k.hidden
+                    << " kink set " << int(k.kinks));
+    REQUIRE(bits(rebuilt) == bits(out));
+  }
+}
+
+TEST_CASE("ψ rebuilt from its stored buckets equals the forward bit for bit", "[luna][psi]") {
+  const bool has_avx512 = luna::cpu::cpu_has_avx512();
+  if (has_avx512) check_recompute_cases(true);
+  else WARN("this CPU has no AVX-512 (or it is disabled): only the AVX2 path of ψ is tested");
+  luna::cpu::allow_avx512(false);
+  check_recompute_cases(false);
   luna::cpu::allow_avx512(has_avx512);
 }
