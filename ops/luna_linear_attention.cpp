@@ -3,8 +3,9 @@
 // and its backward, as GEMMs in T around short passes over rows that are still in cache. A head's
 // operands (φ(q), φ(k): N·F values each) fit in L2, so each product reads them from there; v, out and
 // their gradients are read and written through their row strides, so a head split never gets copied.
-// float32 on AVX-512 runs luna's thin GEMM (backends/cpu/sgemm_thin.h), which takes every operand
-// in place; otherwise OpenBLAS, single-threaded inside the head loop. Declared in ops/luna_kernels.h.
+// float32 runs luna's thin GEMM (backends/cpu/sgemm_thin.h), which takes every operand in place;
+// float64 (or the thin GEMM turned off) OpenBLAS, single-threaded inside the head loop. Declared in
+// ops/luna_kernels.h.
 //
 // The products keep every matrix 32 columns wide where it can (dv = 32 by default): S = φ(k)ᵀv and
 // ∂S = φ(q)ᵀ∂num are GEMMs, while their extra column, z = φ(k)ᵀ1 and ∂z = φ(q)ᵀ∂den, is a separate
@@ -18,7 +19,6 @@
 #include <vector>
 
 #include <luna/backends/cpu/blas_threads.h>
-#include <luna/backends/cpu/cpu_features.h>
 #include <luna/backends/cpu/sgemm_thin.h>
 #include <luna/ops/luna_kernel_common.h>
 
@@ -130,7 +130,7 @@ inline T dot(const T* a, const T* b, int64_t n) {
   return total;
 }
 
-bool use_thin(bool is_float) { return is_float && cpu_has_avx512(); }
+bool use_thin(bool is_float) { return is_float && sgemm_thin_allowed(); }
 
 // The head loops run one (batch, head) per thread when there is more than one and enough work.
 bool parallel_heads(const AttentionShape& shape) {

@@ -1,8 +1,7 @@
 // GEMM: luna's thin-shape kernel where it applies (sgemm_thin.h: float32 products with one large and
-// otherwise small dimensions, on AVX-512 machines), OpenBLAS for everything else. Row-major with
+// otherwise small dimensions), OpenBLAS for everything else. Row-major with
 // transpose flags, so transposed views never get copied.
 #include <luna/backends/cpu/cpu_backend.h>
-#include <luna/backends/cpu/cpu_features.h>
 #include <luna/backends/cpu/sgemm_thin.h>
 
 #include <cblas.h>
@@ -59,7 +58,7 @@ void CpuBackend::gemm(const GemmArgs& g) {
   }
 }
 
-bool CpuBackend::has_linear_backward(DType dtype) const { return dtype == kFloat32 && cpu_has_avx512(); }
+bool CpuBackend::has_linear_backward(DType dtype) const { return dtype == kFloat32 && sgemm_thin_allowed(); }
 
 void CpuBackend::linear_backward(const Tensor& grad_out, const Tensor& input, const Tensor& weight,
                                  const Tensor& grad_input, const Tensor& grad_weight, const Tensor& grad_bias) {

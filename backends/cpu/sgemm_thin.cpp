@@ -9,6 +9,8 @@
 #include <luna/backends/cpu/cpu_features.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -25,7 +27,8 @@
 namespace luna::cpu {
 namespace {
 
-constexpr int kTileRows = 8;         // rows of C per register tile
+constexpr int kTileRows = 8;         // rows of C per AVX-512 register tile
+constexpr int kTileRowsAvx2 = 6;     // rows of C per AVX2 register tile (12 accumulators of 16)
 constexpr int64_t kPanel = 32;       // columns per packed B panel: two 16-lane vectors
 constexpr int64_t kMaxDepth = 512;   // k up to this runs in one pass over a fully packed B
 constexpr int64_t kDepthBlock = 256; // longer k runs in blocks of this many (a B block stays in L2)
@@ -66,10 +69,10 @@ void pack_b(const View& b, int64_t k0, int64_t kc, int64_t n, float* packed) {
   }
 }
 
-// The register tile runs in AVX-512 (16 lanes, 32 registers): OpenBLAS's own kernels use it on the
-// machines that have it, and an 8-lane tile cannot reach their rate. It is compiled for AVX-512 by
-// function attribute and only called after a runtime check (sgemm_thin_applies), so the library
-// still runs on x86-64-v3 machines, where every product stays with OpenBLAS.
+// The register tile runs in AVX-512 (16 lanes, 32 registers) where the CPU has it, as OpenBLAS's own
+// kernels do there; it is compiled for AVX-512 by function attribute and only called after the
+// runtime check. Elsewhere an AVX2 tile (8 lanes, 16 registers: 6 rows × 16 columns) takes its
+// place; both do the same multiply-adds per element in the same order.
 #define LUNA_AVX512 LUNA_TARGET_AVX512
 
 // C tile (R rows × up to 16·V columns, `cols` of them real) = alpha·A_tile·B_panel + beta·C_tile
@@ -118,6 +121,78 @@ LUNA_AVX512 void tile(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, co
   }
 }
 
+// C[0, valid) of one row (valid ≤ 8 of the vector's lanes) = alpha·value + beta·C (+ bias). A helper
+// taking the accumulator by value, so the tile's accumulators stay in registers (indexed in a loop
+// with a break, GCC kept them in memory).
+inline void store_avx2(float* row, __m256 value, int valid, float alpha, float beta, const float* bias) {
+  if (alpha != 1.0f) value = _mm256_mul_ps(_mm256_set1_ps(alpha), value);
+  if (valid >= 8) {  // whole vectors without masks: AMD's masked stores are slow
+    if (beta != 0.0f) value = _mm256_fmadd_ps(_mm256_set1_ps(beta), _mm256_loadu_ps(row), value);
+    if (bias != nullptr) value = _mm256_add_ps(value, _mm256_loadu_ps(bias));
+    _mm256_storeu_ps(row, value);
+    return;
+  }
+  const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(valid), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  if (beta != 0.0f) value = _mm256_fmadd_ps(_mm256_set1_ps(beta), _mm256_maskload_ps(row, mask), value);
+  if (bias != nullptr) value = _mm256_add_ps(value, _mm256_maskload_ps(bias, mask));
+  _mm256_maskstore_ps(row, mask, value);
+}
+
+// The AVX2 tile: R rows × 16 columns (two 8-lane vectors; `cols` ≤ 16 of them real) of a panel,
+// `panel` pointing at the panel's first or second 16 columns. Per element the same multiply-adds in
+// the same order as the AVX-512 tile, so both give the same bits.
+template <int R>
+void tile_avx2(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* panel, float* c, int64_t ldc,
+               int cols, float alpha, float beta, const float* bias) {
+  __m256 acc[R][2];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  if (cs_a == 1) {
+    const float* rows[R];
+    for (int r = 0; r < R; ++r) rows[r] = a + r * rs_a;
+    for (int64_t p = 0; p < kc; ++p) {
+      const __m256 b0 = _mm256_loadu_ps(panel + p * kPanel), b1 = _mm256_loadu_ps(panel + p * kPanel + 8);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const __m256 x = _mm256_broadcast_ss(rows[r] + p);
+        acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
+      }
+    }
+  } else {
+    const float* column = a;
+    for (int64_t p = 0; p < kc; ++p, column += cs_a) {
+      const __m256 b0 = _mm256_loadu_ps(panel + p * kPanel), b1 = _mm256_loadu_ps(panel + p * kPanel + 8);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const __m256 x = _mm256_broadcast_ss(column + r * rs_a);
+        acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    store_avx2(c + r * ldc, acc[r][0], cols, alpha, beta, bias);
+    if (cols > 8) store_avx2(c + r * ldc + 8, acc[r][1], cols - 8, alpha, beta, bias != nullptr ? bias + 8 : nullptr);
+  }
+}
+
+void tile_rows_avx2(int rows, int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* panel, float* c,
+                    int64_t ldc, int cols, float alpha, float beta, const float* bias) {
+  switch (rows) {
+    case 6: return tile_avx2<6>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
+    case 5: return tile_avx2<5>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
+    case 4: return tile_avx2<4>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
+    case 3: return tile_avx2<3>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
+    case 2: return tile_avx2<2>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
+    default: return tile_avx2<1>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
+  }
+}
+
+// Rows of C per register tile on this CPU.
+int64_t tile_height() { return cpu_has_avx512() ? kTileRows : kTileRowsAvx2; }
+
 template <int V>
 void tile_rows(int rows, int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* panel, float* c,
                int64_t ldc, int cols, float alpha, float beta, const float* bias) {
@@ -154,12 +229,14 @@ inline void prefetch_rows(const float* first, int64_t rows, int64_t width, int64
 void rows_times_panels(const View& a, int64_t k0, int64_t kc, const float* packed, int64_t n, float* c, int64_t ldc,
                        int64_t i0, int64_t i1, float alpha, float beta, const float* bias = nullptr) {
   const int64_t panels = (n + kPanel - 1) / kPanel;
-  for (int64_t i = i0; i < i1; i += kTileRows) {
-    const int rows = int(std::min<int64_t>(kTileRows, i1 - i));
+  const bool avx512 = cpu_has_avx512();
+  const int64_t height = tile_height();
+  for (int64_t i = i0; i < i1; i += height) {
+    const int rows = int(std::min<int64_t>(height, i1 - i));
     const float* a_tile = a.data + i * a.rs + k0 * a.cs;
-    const int64_t next = i + kTileRows, next_rows = std::min<int64_t>(kTileRows, i1 - next);
+    const int64_t next = i + height, next_rows = std::min<int64_t>(height, i1 - next);
     if (next_rows > 0) {  // the next tile's A rows (when they run along k) and C rows
-      if (a.cs == 1) prefetch_rows(a_tile + kTileRows * a.rs, next_rows, kc, a.rs, Prefetch::Read);
+      if (a.cs == 1) prefetch_rows(a_tile + height * a.rs, next_rows, kc, a.rs, Prefetch::Read);
       prefetch_rows(c + next * ldc, next_rows, n, ldc, beta == 0.0f ? Prefetch::Write : Prefetch::Read);
     }
     for (int64_t q = 0; q < panels; ++q) {
@@ -167,8 +244,16 @@ void rows_times_panels(const View& a, int64_t k0, int64_t kc, const float* packe
       const float* panel = packed + q * kc * kPanel;
       float* c_tile = c + i * ldc + q * kPanel;
       const float* panel_bias = bias != nullptr ? bias + q * kPanel : nullptr;
-      if (cols > 16) tile_rows<2>(rows, kc, a_tile, a.rs, a.cs, panel, c_tile, ldc, cols, alpha, beta, panel_bias);
-      else tile_rows<1>(rows, kc, a_tile, a.rs, a.cs, panel, c_tile, ldc, cols, alpha, beta, panel_bias);
+      if (!avx512) {  // the panel's two halves, A's rows read from L1 the second time
+        tile_rows_avx2(rows, kc, a_tile, a.rs, a.cs, panel, c_tile, ldc, std::min(cols, 16), alpha, beta, panel_bias);
+        if (cols > 16)
+          tile_rows_avx2(rows, kc, a_tile, a.rs, a.cs, panel + 16, c_tile + 16, ldc, cols - 16, alpha, beta,
+                         panel_bias != nullptr ? panel_bias + 16 : nullptr);
+      } else if (cols > 16) {
+        tile_rows<2>(rows, kc, a_tile, a.rs, a.cs, panel, c_tile, ldc, cols, alpha, beta, panel_bias);
+      } else {
+        tile_rows<1>(rows, kc, a_tile, a.rs, a.cs, panel, c_tile, ldc, cols, alpha, beta, panel_bias);
+      }
     }
   }
 }
@@ -185,7 +270,8 @@ void scale_c(float* c, int64_t ldc, int64_t m, int64_t n, float beta) {
 void long_depth_serial(const View& a, const View& b, float* c, int64_t ldc, int64_t m, int64_t n, int64_t k0,
                        int64_t k1, float alpha, float beta) {
   std::vector<float>& packed = scratch(0);
-  const int64_t panels = (n + kPanel - 1) / kPanel, tiles = (m + kTileRows - 1) / kTileRows;
+  const int64_t height = tile_height();
+  const int64_t panels = (n + kPanel - 1) / kPanel, tiles = (m + height - 1) / height;
   packed.resize(size_t(std::min(kDepthBlock, k1 - k0) * panels * kPanel));
   for (int64_t kb = k0; kb < k1; kb += kDepthBlock) {
     const int64_t kc = std::min(kDepthBlock, k1 - kb), next_kc = std::min(kDepthBlock, k1 - kb - kc);
@@ -197,7 +283,7 @@ void long_depth_serial(const View& a, const View& b, float* c, int64_t ldc, int6
         prefetch_rows(a.data + first * a.cs, last - first, m, a.cs, Prefetch::ReadToL2);
         if (b.cs == 1) prefetch_rows(b.data + first * b.rs, last - first, n, b.rs, Prefetch::ReadToL2);
       }
-      rows_times_panels(a, kb, kc, packed.data(), n, c, ldc, t * kTileRows, std::min(m, (t + 1) * kTileRows), alpha,
+      rows_times_panels(a, kb, kc, packed.data(), n, c, ldc, t * height, std::min(m, (t + 1) * height), alpha,
                         block_beta);
     }
   }
@@ -252,10 +338,21 @@ void gemm_single(const View& a, const View& b, float* c, int64_t ldc, int64_t m,
   }
 }
 
+std::atomic<bool>& thin_allowed() {
+  static std::atomic<bool> flag = [] {
+    const char* off = std::getenv("LUNA_DISABLE_THIN_GEMM");
+    return off == nullptr || std::strcmp(off, "") == 0 || std::strcmp(off, "0") == 0;
+  }();
+  return flag;
+}
+
 }  // namespace
 
+bool sgemm_thin_allowed() { return thin_allowed().load(std::memory_order_relaxed); }
+void allow_sgemm_thin(bool allowed) { thin_allowed().store(allowed, std::memory_order_relaxed); }
+
 bool sgemm_thin_applies(const GemmArgs& g) {
-  if (g.dtype != kFloat32 || g.m <= 0 || g.n <= 0 || !cpu_has_avx512()) return false;
+  if (g.dtype != kFloat32 || g.m <= 0 || g.n <= 0 || !sgemm_thin_allowed()) return false;
   const bool tall = g.k <= kMaxDepth && g.n <= 256 && g.m >= 64;
   const bool long_depth = g.k > kMaxDepth && g.m <= 256 && g.n <= 256;
   return tall || long_depth;
@@ -292,7 +389,7 @@ void sgemm_thin_serial(const float* a, int64_t rs_a, int64_t cs_a, const float* 
 }
 
 bool sgemm_linear_backward_applies(int64_t rows, int64_t in, int64_t out) {
-  return cpu_has_avx512() && rows >= 1024 && in > 0 && out > 0 && in <= 256 && out <= 256;
+  return sgemm_thin_allowed() && rows >= 1024 && in > 0 && out > 0 && in <= 256 && out <= 256;
 }
 
 void sgemm_linear_backward(const float* grad_out, const float* input, const float* weight, int64_t rows, int64_t in,

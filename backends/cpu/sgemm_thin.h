@@ -10,8 +10,14 @@
 
 namespace luna::cpu {
 
+// Whether luna's thin GEMM is used at all (default yes). LUNA_DISABLE_THIN_GEMM=1 in the
+// environment, or allow_sgemm_thin(false), hands every product (and linear's backward) back to
+// OpenBLAS: to compare, or on a CPU where OpenBLAS turns out faster.
+bool sgemm_thin_allowed();
+void allow_sgemm_thin(bool allowed);
+
 // Whether sgemm_thin takes this product (float32 and a thin shape, where it was measured faster
-// than OpenBLAS); if not, the caller uses OpenBLAS.
+// than OpenBLAS, and allowed); if not, the caller uses OpenBLAS.
 bool sgemm_thin_applies(const GemmArgs& g);
 
 // C = alpha·op(A)·op(B) + beta·C for float32 with GemmArgs' row-major conventions, any sizes (k = 0
@@ -22,7 +28,7 @@ void sgemm_thin(const GemmArgs& g);
 // One product on the calling thread, for kernels that run their own parallel loop (one attention
 // head per thread): C (m×n, row stride ldc) = alpha·A·B + beta·C with element (i, p) of A at
 // a[i·rs_a + p·cs_a] and (p, j) of B at b[p·rs_b + j·cs_b], so any transposed or strided view goes
-// in as it is. Needs AVX-512: call only when cpu_has_avx512() (cpu_features.h).
+// in as it is. Runs whether or not sgemm_thin_allowed(); callers check that.
 void sgemm_thin_serial(const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b, int64_t cs_b,
                        float* c, int64_t ldc, int64_t m, int64_t n, int64_t k, float alpha, float beta);
 
@@ -30,7 +36,7 @@ void sgemm_thin_serial(const float* a, int64_t rs_a, int64_t cs_a, const float* 
 // each block of dy's rows gives its rows of grad_input (dy·W) and then, while it is still in cache,
 // adds to grad_weight (dyᵀ·x) and grad_bias (Σ dy, in double). Blocks are split over threads, each
 // summing into its own grad_weight and grad_bias, added in thread order. Any output may be null.
-// Needs AVX-512; sgemm_linear_backward_applies says which shapes it takes.
+// sgemm_linear_backward_applies says which shapes it takes (and whether the thin GEMM is allowed).
 bool sgemm_linear_backward_applies(int64_t rows, int64_t in, int64_t out);
 void sgemm_linear_backward(const float* grad_out, const float* input, const float* weight, int64_t rows, int64_t in,
                            int64_t out, float* grad_input, float* grad_weight, float* grad_bias);

@@ -1,5 +1,7 @@
-// luna's thin-shape float32 GEMM (backends/cpu/sgemm_thin.h) against a plain double-precision loop:
-// every transpose combination, odd sizes (row tiles of 8 and column panels of 32 with their tails),
+// luna's thin-shape float32 GEMM (backends/cpu/sgemm_thin.h) against a plain double-precision loop,
+// with the AVX2 tile and, where the CPU has it, the AVX-512 one (and the two against each other, bit
+// for bit): every transpose combination, odd sizes (row tiles of 6 and 8 and column panels of 32 with
+// their tails),
 // strided leading dimensions, alpha/beta (including beta = 0 over a C full of NaN, which must not
 // leak), batches (one product per thread), long k (split over threads, summed in thread order: the
 // same bits every run), k = 0, and the serial entry point on strided operands. Also which shapes the
@@ -10,6 +12,8 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <sstream>
+#include <string>
 #include <tuple>
 
 #include <luna/backends/cpu/cpu_features.h>
@@ -86,17 +90,27 @@ double relative_error(const Case& c, uint32_t seed, std::vector<float>* result =
   return worst / scale;
 }
 
-}  // namespace
-
-TEST_CASE("sgemm_thin matches a double-precision loop over shapes, layouts, tails and alpha/beta", "[gemm]") {
-  if (!cpu::cpu_has_avx512()) {
-    WARN("this CPU has no AVX-512: sgemm_thin is not used here and its kernel cannot run");
-    return;
+// Runs `check` with the AVX2 tile, then with the AVX-512 one where the CPU has it.
+template <class Check>
+void for_each_tile(Check check) {
+  const bool has_avx512 = cpu::cpu_has_avx512();
+  cpu::allow_avx512(false);
+  {
+    INFO("AVX2 tile");
+    check();
   }
+  cpu::allow_avx512(has_avx512);
+  if (has_avx512) {
+    INFO("AVX-512 tile");
+    check();
+  }
+}
+
+std::vector<Case> kernel_cases() {
   std::vector<Case> cases;
   for (bool ta : {false, true})
     for (bool tb : {false, true}) {
-      for (int64_t m : {1, 7, 8, 9, 23, 100})
+      for (int64_t m : {1, 5, 6, 7, 8, 9, 13, 23, 100})
         for (int64_t n : {1, 15, 16, 17, 32, 33, 64, 100})
           for (int64_t k : {1, 3, 33, 128}) cases.push_back({1, m, n, k, ta, tb});
       cases.push_back({1, 333, 65, 31, ta, tb, 3, 5, 7, 0.5f, 0.0f});      // padded leading dims
@@ -107,41 +121,67 @@ TEST_CASE("sgemm_thin matches a double-precision loop over shapes, layouts, tail
       cases.push_back({1, 9, 17, 1301, ta, tb, 2, 1, 3, 2.0f, 0.5f});      // long k with a ragged last block
       cases.push_back({1, 1000, 64, 64, ta, tb});                          // tall: rows split over threads
     }
-  uint32_t seed = 1;
-  for (const Case& c : cases) {
-    INFO("batch " << c.batch << " m " << c.m << " n " << c.n << " k " << c.k << " trans " << c.trans_a << c.trans_b
-                  << " pads " << c.pad_a << "," << c.pad_b << "," << c.pad_c << " alpha " << c.alpha << " beta "
-                  << c.beta);
-    REQUIRE(relative_error(c, seed++) < 2e-6);
-  }
-  SECTION("k = 0 scales C by beta (0 overwrites, NaN included)") {
+  return cases;
+}
+
+std::string describe(const Case& c) {
+  std::ostringstream out;
+  out << "batch " << c.batch << " m " << c.m << " n " << c.n << " k " << c.k << " trans " << c.trans_a << c.trans_b
+      << " pads " << c.pad_a << "," << c.pad_b << "," << c.pad_c << " alpha " << c.alpha << " beta " << c.beta;
+  return out.str();
+}
+
+}  // namespace
+
+TEST_CASE("sgemm_thin matches a double-precision loop over shapes, layouts, tails and alpha/beta", "[gemm]") {
+  const std::vector<Case> cases = kernel_cases();
+  for_each_tile([&] {
+    uint32_t seed = 1;
+    for (const Case& c : cases) {
+      INFO(describe(c));
+      REQUIRE(relative_error(c, seed++) < 2e-6);
+    }
+    INFO("k = 0 scales C by beta (0 overwrites, NaN included)");
     REQUIRE(relative_error({1, 13, 21, 0, false, false, 0, 0, 0, 1.0f, 0.0f}, 7) == 0.0);
     REQUIRE(relative_error({1, 13, 21, 0, true, true, 0, 0, 2, 1.0f, 0.5f}, 8) == 0.0);
+  });
+}
+
+TEST_CASE("the AVX2 and AVX-512 tiles give the same bits", "[gemm]") {
+  if (!cpu::cpu_has_avx512()) {
+    WARN("this CPU has no AVX-512: only the AVX2 tile runs here");
+    return;
+  }
+  uint32_t seed = 1;
+  for (const Case& c : kernel_cases()) {
+    INFO(describe(c));
+    std::vector<float> avx2, avx512;
+    cpu::allow_avx512(false);
+    relative_error(c, seed, &avx2);
+    cpu::allow_avx512(true);
+    relative_error(c, seed++, &avx512);
+    REQUIRE(avx2.size() == avx512.size());
+    REQUIRE(std::memcmp(avx2.data(), avx512.data(), avx2.size() * sizeof(float)) == 0);
   }
 }
 
 TEST_CASE("sgemm_thin gives the same bits on every run, threads included", "[gemm]") {
-  if (!cpu::cpu_has_avx512()) {
-    WARN("this CPU has no AVX-512: sgemm_thin is not used here");
-    return;
-  }
   const int saved = get_num_threads();
-  for (int threads : {1, 2}) {
-    set_num_threads(threads);
-    std::vector<float> first, second;
-    const Case c{1, 64, 96, 6000, true, false};  // a weight gradient: k split over the threads
-    REQUIRE(relative_error(c, 3, &first) < 1e-5);
-    REQUIRE(relative_error(c, 3, &second) < 1e-5);
-    REQUIRE(std::memcmp(first.data(), second.data(), first.size() * sizeof(float)) == 0);
-  }
+  for_each_tile([&] {
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      std::vector<float> first, second;
+      const Case c{1, 64, 96, 6000, true, false};  // a weight gradient: k split over the threads
+      REQUIRE(relative_error(c, 3, &first) < 1e-5);
+      REQUIRE(relative_error(c, 3, &second) < 1e-5);
+      REQUIRE(std::memcmp(first.data(), second.data(), first.size() * sizeof(float)) == 0);
+    }
+  });
   set_num_threads(saved);
 }
 
-TEST_CASE("sgemm_thin_serial takes strided and transposed operands in place", "[gemm]") {
-  if (!cpu::cpu_has_avx512()) {
-    WARN("this CPU has no AVX-512: sgemm_thin is not used here");
-    return;
-  }
+// A strided A, a transposed B and a strided C through the serial entry point.
+void check_serial_strided() {
   // A: every other row of a (2m, k+1) buffer; B: the transpose of an (n, k) block with row stride k + 2;
   // C: rows of stride n + 4.
   const int64_t m = 37, n = 41, k = 19;
@@ -163,6 +203,10 @@ TEST_CASE("sgemm_thin_serial takes strided and transposed operands in place", "[
     }
 }
 
+TEST_CASE("sgemm_thin_serial takes strided and transposed operands in place", "[gemm]") {
+  for_each_tile([] { check_serial_strided(); });
+}
+
 TEST_CASE("the CPU backend hands thin float32 products to sgemm_thin and the rest to OpenBLAS", "[gemm]") {
   GemmArgs g;
   g.dtype = kFloat32;
@@ -172,11 +216,17 @@ TEST_CASE("the CPU backend hands thin float32 products to sgemm_thin and the res
     g.k = k;
     return cpu::sgemm_thin_applies(g);
   };
-  const bool avx512 = cpu::cpu_has_avx512();
-  REQUIRE(applies(65536, 64, 64) == avx512);   // a linear layer over many tokens
-  REQUIRE(applies(64, 128, 65536) == avx512);  // its weight gradient
+  REQUIRE(applies(65536, 64, 64));             // a linear layer over many tokens
+  REQUIRE(applies(64, 128, 65536));            // its weight gradient
   REQUIRE_FALSE(applies(2048, 2048, 2048));    // square: OpenBLAS
   REQUIRE_FALSE(applies(4096, 1024, 64));      // wide
+  REQUIRE(cpu::sgemm_linear_backward_applies(65536, 64, 64));
+  cpu::allow_sgemm_thin(false);                // turned off: everything to OpenBLAS
+  REQUIRE_FALSE(applies(65536, 64, 64));
+  REQUIRE_FALSE(cpu::sgemm_linear_backward_applies(65536, 64, 64));
+  REQUIRE_FALSE(backend_for(Device::cpu()).has_linear_backward(kFloat32));
+  cpu::allow_sgemm_thin(true);
+  REQUIRE(backend_for(Device::cpu()).has_linear_backward(kFloat32));
   g.dtype = kFloat64;
   REQUIRE_FALSE(applies(65536, 64, 64));       // float64: OpenBLAS
 }

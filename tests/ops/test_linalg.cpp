@@ -4,7 +4,7 @@
 // directly (transposed or with a leading dimension) reach BLAS without a hidden copy.
 #include "test_util.h"
 
-#include <luna/backends/cpu/cpu_features.h>
+#include <luna/backends/cpu/sgemm_thin.h>
 
 #include <array>
 #include <functional>
@@ -259,13 +259,10 @@ TEST_CASE("linear equals x W^T + b with and without bias, any leading dims", "[l
 }
 
 TEST_CASE("linear's fused backward equals the composed one for every set of needed gradients", "[linalg]") {
-  // On AVX-512 machines the CPU fuses float32 linear backward (Backend::linear_backward: one pass over
-  // the gradient); allow_avx512(false) makes ops compose matmul, matmul and sum instead. Shapes the
-  // fused kernel takes (many rows, odd widths, a ragged last row block) and one it hands on.
-  if (!cpu::cpu_has_avx512()) {
-    WARN("this CPU has no AVX-512: linear backward is only composed here");
-    return;
-  }
+  // The CPU fuses float32 linear backward (Backend::linear_backward: one pass over the gradient, on
+  // luna's thin GEMM); allow_sgemm_thin(false) makes ops compose matmul, matmul and sum (OpenBLAS)
+  // instead. Shapes the fused kernel takes (many rows, odd widths, a ragged last row block) and one
+  // it hands on.
   const int saved_threads = get_num_threads();
   for (int threads : {1, 2})
     for (const auto& [rows, in, out] : std::vector<std::array<int64_t, 3>>{{3000, 64, 64}, {1301, 37, 129},
@@ -277,13 +274,13 @@ TEST_CASE("linear's fused backward equals the composed one for every set of need
         const Tensor b0 = random_tensor({out}, 73, kFloat32), weights = random_tensor({rows, out}, 74, kFloat32);
         std::vector<std::vector<double>> grads[2];
         for (bool fused : {true, false}) {
-          cpu::allow_avx512(fused);
+          cpu::allow_sgemm_thin(fused);
           const Tensor x = x0.clone().requires_grad_((needs & 1) != 0), w = w0.clone().requires_grad_((needs & 2) != 0);
           const Tensor b = b0.clone().requires_grad_((needs & 4) != 0);
           (linear(x, w, b) * weights).sum().backward();
           for (const Tensor& t : {x, w, b}) grads[fused].push_back(t.grad().defined() ? values(t.grad()) : std::vector<double>{});
         }
-        cpu::allow_avx512(true);
+        cpu::allow_sgemm_thin(true);
         for (int i = 0; i < 3; ++i) {
           REQUIRE(grads[0][size_t(i)].size() == grads[1][size_t(i)].size());
           require_close(grads[1][size_t(i)], grads[0][size_t(i)], 1e-5, 1e-4);
