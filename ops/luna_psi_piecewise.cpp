@@ -323,9 +323,7 @@ struct Psi8 {
   __m256 value;
   __m256i stored_bucket;
 };
-template <class Search>
-inline Psi8 psi8(__m256 x, const Search& search, const PiecewiseTable<float>& table, __m256 scale) {
-  const __m256i bucket = buckets8(x, search);
+inline Psi8 psi8_of_bucket(__m256 x, __m256i bucket, const PiecewiseTable<float>& table, __m256 scale) {
   // Two 4-lane gathers of (slope, intercept) pairs instead of two 8-lane gathers of floats: half the
   // gathered elements, which bound this loop where gathers are slow (AMD Zen 2/3).
   const double* pairs = reinterpret_cast<const double*>(table.slope_intercept.data());
@@ -341,6 +339,11 @@ inline Psi8 psi8(__m256 x, const Search& search, const PiecewiseTable<float>& ta
   const __m256 active = _mm256_cmp_ps(sum, _mm256_setzero_ps(), _CMP_GT_OQ);
   const __m256i stored = _mm256_blendv_epi8(_mm256_set1_epi32(kInactiveBucket), bucket, _mm256_castps_si256(active));
   return {_mm256_mul_ps(scale, _mm256_max_ps(_mm256_setzero_ps(), sum)), stored};
+}
+
+template <class Search>
+inline Psi8 psi8(__m256 x, const Search& search, const PiecewiseTable<float>& table, __m256 scale) {
+  return psi8_of_bucket(x, buckets8(x, search), table, scale);
 }
 
 // Four channel vectors whose lanes hold scalars (0, 2, 4, 6 | 1, 3, 5, 7) to (scalar, channel)
@@ -374,8 +377,11 @@ void row_avx2(const PiecewiseTable<float>* tables, const Search* searches, const
       const __m256 x = _mm256_permutevar8x32_ps(_mm256_loadu_ps(u_row + start), scalar_order);
       __m256 values[4], ordered[4];
       __m256i stored[4], ordered_buckets[4];
+      // All four searches first, then the four tables' gathers: their latencies overlap.
+      __m256i buckets[4];
+      for (int l = 0; l < 4; ++l) buckets[l] = buckets8(x, searches[l]);
       for (int l = 0; l < 4; ++l) {
-        const Psi8 psi = psi8(x, searches[l], tables[l], scale8);
+        const Psi8 psi = psi8_of_bucket(x, buckets[l], tables[l], scale8);
         values[l] = psi.value;
         stored[l] = psi.stored_bucket;
       }
