@@ -288,13 +288,19 @@ struct PsiKinkBlocks {
   alignas(32) float block[8][8];  // B_t
 };
 
+// groups[t][j] = kink[G·j + t] for G groups of J lanes, NaN past the last kink.
+template <int G, int J>
+void interleave_kinks(const std::vector<float>& kinks, float (&groups)[G][J]) {
+  for (int t = 0; t < G; ++t)
+    for (int j = 0; j < J; ++j) {
+      const size_t k = size_t(G * j + t);
+      groups[t][j] = k < kinks.size() ? kinks[k] : std::numeric_limits<float>::quiet_NaN();
+    }
+}
+
 PsiKinkBlocks kink_blocks_of(const std::vector<float>& kinks) {
   PsiKinkBlocks blocks;
-  for (int t = 0; t < 8; ++t)
-    for (int j = 0; j < 8; ++j) {
-      const size_t k = size_t(8 * j + t);
-      blocks.block[t][j] = k < kinks.size() ? kinks[k] : std::numeric_limits<float>::quiet_NaN();
-    }
+  interleave_kinks(kinks, blocks.block);
   return blocks;
 }
 
@@ -431,11 +437,7 @@ struct PsiRegisters {
 
 PsiRegisters registers_of(const std::vector<float>& kinks) {
   PsiRegisters r;
-  for (int t = 0; t < 4; ++t)
-    for (int j = 0; j < 16; ++j) {
-      const size_t k = size_t(4 * j + t);
-      r.group[t][j] = k < kinks.size() ? kinks[k] : std::numeric_limits<float>::quiet_NaN();
-    }
+  interleave_kinks(kinks, r.group);
   return r;
 }
 

@@ -104,6 +104,16 @@ std::vector<PsiCase> cases() {
   return out;
 }
 
+// Runs check(avx512) on the AVX-512 path where the CPU has it, then on the AVX2 path.
+void on_each_vector_path(void (*check)(bool avx512)) {
+  const bool has_avx512 = luna::cpu::cpu_has_avx512();
+  if (has_avx512) check(true);
+  else WARN("this CPU has no AVX-512 (or it is disabled): only the AVX2 path of ψ is tested");
+  luna::cpu::allow_avx512(false);
+  check(false);
+  luna::cpu::allow_avx512(has_avx512);
+}
+
 }  // namespace
 
 // Every case through psi_forward_piecewise (whichever vector path is on) and the plain loops.
@@ -129,12 +139,7 @@ void check_forward_cases(bool avx512) {
 
 TEST_CASE("vector ψ equals the plain loops bit for bit, outputs and buckets", "[luna][psi]") {
   // Both vector paths: AVX-512 where the CPU has it (16 lanes, the search in registers), then AVX2.
-  const bool has_avx512 = luna::cpu::cpu_has_avx512();
-  if (has_avx512) check_forward_cases(true);
-  else WARN("this CPU has no AVX-512 (or it is disabled): only the AVX2 path of ψ is tested");
-  luna::cpu::allow_avx512(false);
-  check_forward_cases(false);
-  luna::cpu::allow_avx512(has_avx512);
+  on_each_vector_path(check_forward_cases);
 }
 
 // Every case: the backward from saved buckets (whichever vector path is on) against the one that searches.
@@ -173,12 +178,7 @@ void check_backward_cases(bool avx512) {
 }
 
 TEST_CASE("ψ backward from saved buckets equals the backward that searches again", "[luna][psi]") {
-  const bool has_avx512 = luna::cpu::cpu_has_avx512();
-  if (has_avx512) check_backward_cases(true);
-  else WARN("this CPU has no AVX-512 (or it is disabled): only the AVX2 path of ψ is tested");
-  luna::cpu::allow_avx512(false);
-  check_backward_cases(false);
-  luna::cpu::allow_avx512(has_avx512);
+  on_each_vector_path(check_backward_cases);
 }
 
 // Every case: rebuilding ψ from the stored buckets (PsiPiecewiseRows::recompute, as the fused
@@ -204,10 +204,5 @@ void check_recompute_cases(bool avx512) {
 }
 
 TEST_CASE("ψ rebuilt from its stored buckets equals the forward bit for bit", "[luna][psi]") {
-  const bool has_avx512 = luna::cpu::cpu_has_avx512();
-  if (has_avx512) check_recompute_cases(true);
-  else WARN("this CPU has no AVX-512 (or it is disabled): only the AVX2 path of ψ is tested");
-  luna::cpu::allow_avx512(false);
-  check_recompute_cases(false);
-  luna::cpu::allow_avx512(has_avx512);
+  on_each_vector_path(check_recompute_cases);
 }
