@@ -622,14 +622,11 @@ int64_t recompute_row_avx2(const float* slope, const float* intercept, int64_t m
                            const uint8_t* bucket_row, int64_t M, float scale, float* out_row) {
   const __m256i channel_offset =
       _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3), _mm256_set1_epi32(int(max_buckets)));
-  const __m256i scalar_of_lane = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
   const __m256i inactive = _mm256_set1_epi32(kInactiveBucket);
   const __m256 scale8 = _mm256_set1_ps(scale);
   int64_t start = 0;
   for (; start + 2 <= M; start += 2) {
-    const __m256 x = _mm256_permutevar8x32_ps(
-        _mm256_castps128_ps256(_mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(u_row + start)))),
-        scalar_of_lane);
+    const __m256 x = _mm256_set_m128(_mm_set1_ps(u_row[start + 1]), _mm_set1_ps(u_row[start]));
     const __m256i bucket =
         _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(bucket_row + start * 4)));
     const __m256 active = _mm256_castsi256_ps(_mm256_xor_si256(_mm256_cmpeq_epi32(bucket, inactive),
