@@ -96,6 +96,10 @@ class PsiPiecewiseRows {
   // `sums` (bucket_sums_size() doubles per thread, zeroed before the first row).
   void backward(const T* u_row, const T* grad_row, const uint8_t* bucket_row, int64_t group, T scale, double* sums,
                 T* grad_u_row) const;
+  // recompute and backward of one row in one pass (same results), for callers that have grad_row
+  // before they need out_row.
+  void rebuild_and_backward(const T* u_row, const T* grad_row, const uint8_t* bucket_row, int64_t group, T scale,
+                            double* sums, T* grad_u_row, T* out_row) const;
   int64_t bucket_sums_size() const;
   // The parameter gradients (overwritten) from the sums of every row, added over threads.
   void parameter_gradients(const double* sums, const PsiGrads<T>& grads) const;

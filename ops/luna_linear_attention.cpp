@@ -297,16 +297,18 @@ void luna_attention_backward(HeadRows<const T> grad_out, HeadRows<const T> u_q, 
     for (int64_t bh = 0; bh < BH; ++bh) {
       const int64_t b = bh / H, h = bh % H, group = psi.per_head ? h : 0;
       const T* S = S_aug + bh * F * dv1;  // (F, dv+1)
-      // Queries: ∂φ(q) = ∂aug S_augᵀ, then ψ's backward; ∂S = Σ φ(q)ᵀ∂num and ∂z = Σ φ(q)ᵀ∂den.
+      // Queries: ∂φ(q) = ∂aug S_augᵀ (which needs no φ), then ψ's backward and the rebuild of φ(q) in
+      // one pass; ∂S = Σ φ(q)ᵀ∂num and ∂z = Σ φ(q)ᵀ∂den.
       std::fill(dz.begin(), dz.end(), T(0));
       if (Nq == 0) std::fill(grad_S.begin(), grad_S.end(), T(0));
       for (int64_t first = 0; first < Nq; first += kTile) {
         const int64_t count = std::min(kTile, Nq - first);
-        for (int64_t r = 0; r < count; ++r)
-          psi.rows->recompute(u_q.at(b, h, first + r), buckets_q + (bh * Nq + first + r) * F, group, psi.scale,
-                              phi.data() + r * F);
         numerator_gradients(grad_out, out, denominator, b, h, H, Nq, dv, first, count, aug.data());
         product<T>(thin, {aug.data(), dv1, 1}, {S, 1, dv1}, grad_phi.data(), F, count, F, dv1);
+        for (int64_t r = 0; r < count; ++r)
+          psi.rows->rebuild_and_backward(u_q.at(b, h, first + r), grad_phi.data() + r * F,
+                                         buckets_q + (bh * Nq + first + r) * F, group, psi.scale, sums,
+                                         grad_u_q.at(b, h, first + r), phi.data() + r * F);
         product<T>(thin, {phi.data(), 1, F}, {aug.data(), dv1, 1}, grad_S.data(), dv1, F, dv, count,
                    first > 0 ? T(1) : T(0));
         for (int64_t r = 0; r < count; ++r) {
@@ -315,26 +317,23 @@ void luna_attention_backward(HeadRows<const T> grad_out, HeadRows<const T> u_q, 
           const T* row = phi.data() + r * F;
           for (int64_t f = 0; f < F; ++f) dz[size_t(f)] += w * row[f];
         }
-        for (int64_t r = 0; r < count; ++r)
-          psi.rows->backward(u_q.at(b, h, first + r), grad_phi.data() + r * F, buckets_q + (bh * Nq + first + r) * F,
-                             group, psi.scale, sums, grad_u_q.at(b, h, first + r));
       }
       for (int64_t f = 0; f < F; ++f) grad_S[size_t(f * dv1 + dv)] = dz[size_t(f)];
-      // Keys: ∂φ(k) = [v, 1] ∂S_augᵀ (0 where padded), then ψ's backward; ∂v = φ(k) ∂S, 0 where padded.
+      // Keys: ∂φ(k) = [v, 1] ∂S_augᵀ (0 where padded), then ψ's backward and the rebuild of φ(k);
+      // ∂v = φ(k) ∂S, 0 where padded.
       for (int64_t first = 0; first < Nk; first += kTile) {
         const int64_t count = std::min(kTile, Nk - first);
-        for (int64_t r = 0; r < count; ++r)
-          psi.rows->recompute(u_k.at(b, h, first + r), buckets_k + (bh * Nk + first + r) * F, group, psi.scale,
-                              phi.data() + r * F);
         values_with_ones(v, key_padding_mask, b, h, Nk, dv, aug.data(), first, count);
         product<T>(thin, {aug.data(), dv1, 1}, {grad_S.data(), 1, dv1}, grad_phi.data(), F, count, F, dv1);
+        for (int64_t r = 0; r < count; ++r)
+          psi.rows->rebuild_and_backward(u_k.at(b, h, first + r), grad_phi.data() + r * F,
+                                         buckets_k + (bh * Nk + first + r) * F, group, psi.scale, sums,
+                                         grad_u_k.at(b, h, first + r), phi.data() + r * F);
         T* gv = grad_v.at(b, h, first);
         product<T>(thin, {phi.data(), F, 1}, {grad_S.data(), dv1, 1}, gv, grad_v.row, count, dv, F);
         for (int64_t r = 0; r < count; ++r) {
           T* gv_row = gv + r * grad_v.row;
           if (is_padded(key_padding_mask, b, Nk, first + r)) std::fill(gv_row, gv_row + dv, T(0));
-          psi.rows->backward(u_k.at(b, h, first + r), grad_phi.data() + r * F, buckets_k + (bh * Nk + first + r) * F,
-                             group, psi.scale, sums, grad_u_k.at(b, h, first + r));
         }
       }
     }

@@ -689,7 +689,91 @@ int64_t accumulate_row_avx2(const PiecewiseTable<float>* row_tables, const float
   return start;
 }
 
+// recompute_row_avx2 and accumulate_row_avx2 in one pass, for a caller that has the row's gradients
+// before it needs φ (the fused attention's backward): each output's slope and intercept come by one
+// 8-byte gather of its pair instead of three 4-byte gathers over two passes. Every output, grad_u and
+// bucket sum is computed by the same operations in the same order as the two passes. `pairs` is the
+// group's four tables packed as (L, max_buckets, 2); returns where the scalar code takes over.
+int64_t rebuild_and_accumulate_row_avx2(const double* pairs, int64_t max_buckets, const float* u_row,
+                                        const float* grad_row, const uint8_t* bucket_row, int64_t M, float scale,
+                                        double* P0_group, double* P1_group, float* grad_u_row, float* out_row) {
+  const __m256i natural_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // undoes lanes (0, 2, 4, 6 | 1, 3, 5, 7)
+  const __m256i channel_offset =
+      _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3), _mm256_set1_epi32(int(max_buckets)));
+  const __m256 scale8 = _mm256_set1_ps(scale);
+  const __m256i inactive = _mm256_set1_epi32(kInactiveBucket), all_ones = _mm256_set1_epi32(-1);
+  alignas(32) float deltas[32];  // (8 scalars, 4 channels)
+  int64_t start = 0;
+  for (; start + 8 <= M; start += 8) {
+    const __m256 x8 = _mm256_loadu_ps(u_row + start);
+    __m256 delta[4], slope[4], active[4];
+    for (int v = 0; v < 4; ++v) {  // outputs 8v .. 8v+7: scalars 2v and 2v+1, four channels each
+      const __m256i bucket =
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(bucket_row + start * 4 + 8 * v)));
+      const __m256i is_inactive = _mm256_cmpeq_epi32(bucket, inactive);
+      active[v] = _mm256_castsi256_ps(_mm256_xor_si256(is_inactive, all_ones));
+      // An inactive output reads pair 0 of its table (any valid pair: the blends below drop it).
+      const __m256i index = _mm256_add_epi32(_mm256_andnot_si256(is_inactive, bucket), channel_offset);
+      const __m256 low = _mm256_castpd_ps(_mm256_i32gather_pd(pairs, _mm256_castsi256_si128(index), 8));
+      const __m256 high = _mm256_castpd_ps(_mm256_i32gather_pd(pairs, _mm256_extracti128_si256(index, 1), 8));
+      slope[v] = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(low, high, 0x88)), 0xD8));
+      const __m256 intercept =
+          _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(low, high, 0xDD)), 0xD8));
+      const __m256 x = _mm256_permutevar8x32_ps(x8, _mm256_setr_epi32(2 * v, 2 * v, 2 * v, 2 * v, 2 * v + 1, 2 * v + 1,
+                                                                      2 * v + 1, 2 * v + 1));
+      // Inactive: 0, or x itself where x is NaN (as the forward's max(0, s) left it).
+      const __m256 off = _mm256_and_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q), x);
+      _mm256_storeu_ps(out_row + start * 4 + 8 * v,
+                       _mm256_blendv_ps(off, _mm256_mul_ps(scale8, _mm256_fmadd_ps(slope[v], x, intercept)), active[v]));
+      delta[v] = _mm256_mul_ps(_mm256_loadu_ps(grad_row + start * 4 + 8 * v), scale8);
+      _mm256_store_ps(deltas + 8 * v, delta[v]);
+    }
+    // grad_u by masked multiply-adds in channel order on channel vectors (interleave4 is its own inverse).
+    __m256 delta_l[4], slope_l[4], active_l[4];
+    interleave4(delta, delta_l);
+    interleave4(slope, slope_l);
+    interleave4(active, active_l);
+    __m256 grad_x = _mm256_setzero_ps();
+    for (int l = 0; l < 4; ++l)
+      grad_x = _mm256_blendv_ps(grad_x, _mm256_fmadd_ps(delta_l[l], slope_l[l], grad_x), active_l[l]);
+    _mm256_storeu_ps(grad_u_row + start, _mm256_permutevar8x32_ps(grad_x, natural_order));
+    // The bucket sums, as accumulate_row_avx2 walks them.
+    const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bucket_row + start * 4));
+    uint32_t active_outputs =
+        ~uint32_t(_mm256_movemask_epi8(_mm256_cmpeq_epi8(bytes, _mm256_set1_epi8(char(kInactiveBucket)))));
+    for (; active_outputs != 0; active_outputs &= active_outputs - 1) {
+      const int e = std::countr_zero(active_outputs);
+      const int64_t slot = (e & 3) * max_buckets + bucket_row[start * 4 + e];
+      const double d = deltas[e];
+      P0_group[slot] += d;
+      P1_group[slot] = std::fma(d, double(u_row[start + (e >> 2)]), P1_group[slot]);
+    }
+  }
+  return start;
+}
+
 #endif
+
+// The part of a rebuild the vector paths leave to scalar code: the scalars [start, M) of the row, and,
+// before start, the inactive outputs of infinite inputs (the vector paths give an inactive output 0,
+// or its input where that is NaN; an infinite input needs inactive_value).
+template <class T>
+void rebuild_rest(const PiecewiseTable<T>* row_tables, const T* u_row, const uint8_t* bucket_row, int64_t M,
+                  int64_t L, int64_t start, T scale, T* out_row) {
+  for (int64_t i = 0; i < start; ++i) {
+    if (!std::isinf(u_row[i])) continue;
+    for (int64_t l = 0; l < L; ++l)
+      if (bucket_row[i * L + l] == kInactiveBucket) out_row[i * L + l] = inactive_value(row_tables[l], u_row[i], scale);
+  }
+  for (int64_t i = start; i < M; ++i) {
+    const T x = u_row[i];
+    for (int64_t l = 0; l < L; ++l) {
+      const uint8_t b = bucket_row[i * L + l];
+      out_row[i * L + l] =
+          b == kInactiveBucket ? inactive_value(row_tables[l], x, scale) : scale * table_value(row_tables[l], b, x);
+    }
+  }
+}
 
 }  // namespace
 
@@ -712,6 +796,8 @@ struct PsiPiecewiseRows<T>::State {
   bool four_channels = false;             // the vector backward and recompute (AVX-512 or AVX2)
   // (G, L, max_buckets): every table's slope and intercept at one stride, for the vector recompute.
   std::vector<float> packed_slope, packed_intercept;
+  // (G, L, max_buckets, 2): the same as pairs, for the AVX2 rebuild_and_backward.
+  std::vector<float> packed_pairs;
 #endif
 };
 
@@ -740,10 +826,13 @@ PsiPiecewiseRows<T>::PsiPiecewiseRows(const PsiParams<T>& params, const PsiShape
     if (s.four_channels) {
       s.packed_slope.assign(s.tables.size() * size_t(s.max_buckets), 0.0f);
       s.packed_intercept.assign(s.tables.size() * size_t(s.max_buckets), 0.0f);
+      s.packed_pairs.assign(2 * s.tables.size() * size_t(s.max_buckets), 0.0f);
       for (size_t t = 0; t < s.tables.size(); ++t) {
         std::copy(s.tables[t].slope.begin(), s.tables[t].slope.end(), s.packed_slope.begin() + t * s.max_buckets);
         std::copy(s.tables[t].intercept.begin(), s.tables[t].intercept.end(),
                   s.packed_intercept.begin() + t * s.max_buckets);
+        std::copy(s.tables[t].slope_intercept.begin(), s.tables[t].slope_intercept.end(),
+                  s.packed_pairs.begin() + 2 * t * s.max_buckets);
       }
     }
   }
@@ -794,20 +883,32 @@ void PsiPiecewiseRows<T>::recompute(const T* u_row, const uint8_t* bucket_row, i
                   : recompute_row_avx2(slope, intercept, s.max_buckets, u_row, bucket_row, M, scale, out_row);
     }
 #endif
-  // The vector paths give an inactive output 0 or its NaN input; an infinite input needs inactive_value.
-  for (int64_t i = 0; i < start; ++i) {
-    if (!std::isinf(u_row[i])) continue;
-    for (int64_t l = 0; l < L; ++l)
-      if (bucket_row[i * L + l] == kInactiveBucket) out_row[i * L + l] = inactive_value(row_tables[l], u_row[i], scale);
-  }
-  for (int64_t i = start; i < M; ++i) {
-    const T x = u_row[i];
-    for (int64_t l = 0; l < L; ++l) {
-      const uint8_t b = bucket_row[i * L + l];
-      out_row[i * L + l] =
-          b == kInactiveBucket ? inactive_value(row_tables[l], x, scale) : scale * table_value(row_tables[l], b, x);
+  rebuild_rest(row_tables, u_row, bucket_row, M, L, start, scale, out_row);
+}
+
+template <class T>
+void PsiPiecewiseRows<T>::rebuild_and_backward(const T* u_row, const T* grad_row, const uint8_t* bucket_row,
+                                               int64_t group, T scale, double* sums, T* grad_u_row,
+                                               T* out_row) const {
+  const State& s = *state_;
+  const int64_t M = s.shape.projections, L = s.shape.channels;
+  int64_t start = 0;
+#if defined(LUNA_PSI_AVX2)
+  if constexpr (std::is_same_v<T, float>)
+    if (s.four_channels && !s.avx512_backward) {
+      double* P0_group = sums + group * L * s.max_buckets;
+      double* P1_group = P0_group + bucket_sums_size() / 2;
+      const double* pairs = reinterpret_cast<const double*>(s.packed_pairs.data()) + group * L * s.max_buckets;
+      start = rebuild_and_accumulate_row_avx2(pairs, s.max_buckets, u_row, grad_row, bucket_row, M, scale, P0_group,
+                                              P1_group, grad_u_row, out_row);
+      rebuild_rest(s.tables.data() + group * L, u_row, bucket_row, M, L, start, scale, out_row);
+      accumulate_row(s.tables.data() + group * L, u_row, grad_row, bucket_row, M, L, start, s.max_buckets, scale,
+                     P0_group, P1_group, grad_u_row);
+      return;
     }
-  }
+#endif
+  recompute(u_row, bucket_row, group, scale, out_row);
+  backward(u_row, grad_row, bucket_row, group, scale, sums, grad_u_row);
 }
 
 template <class T>

@@ -206,3 +206,50 @@ void check_recompute_cases(bool avx512) {
 TEST_CASE("ψ rebuilt from its stored buckets equals the forward bit for bit", "[luna][psi]") {
   on_each_vector_path(check_recompute_cases);
 }
+
+// Every case: the one-pass rebuild and backward (PsiPiecewiseRows::rebuild_and_backward, as the fused
+// attention's backward calls it; 4 channels take a vector path on AVX2) against recompute then
+// backward: the same φ, grad_u and bucket sums, bit for bit, infinities and NaN included.
+void check_rebuild_and_backward_cases(bool avx512) {
+  uint32_t seed = 300;
+  for (const PsiCase& k : cases()) {
+    if (k.hidden > 127) continue;  // buckets are stored only when they fit a byte
+    const PsiData d = make_case(k, seed++);
+    const int64_t ML = k.M * k.L;
+    const size_t outputs = size_t(k.rows * ML), scalars = size_t(k.rows * k.M);
+    std::vector<float> out(outputs), grad(outputs);
+    std::vector<uint8_t> buckets(outputs);
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (float& v : grad) v = normal(rng);
+    psi_forward_piecewise<float>(d.u.data(), d.params(), d.shape, 0.25f, out.data(), buckets.data());
+    const PsiPiecewiseRows<float> rows(d.params(), d.shape);
+    const size_t sums_size = size_t(rows.bucket_sums_size());
+    std::vector<float> rebuilt_apart(outputs, -1.0f), rebuilt_fused(outputs, -2.0f);
+    std::vector<float> grad_u_apart(scalars, -1.0f), grad_u_fused(scalars, -2.0f);
+    std::vector<double> sums_apart(sums_size, 0.0), sums_fused(sums_size, 0.0);
+    for (int64_t row = 0; row < k.rows; ++row) {
+      const float* u_row = d.u.data() + d.shape.u_offset(row);
+      const int64_t group = d.shape.group_of_row(row);
+      const uint8_t* bucket_row = buckets.data() + row * ML;
+      rows.recompute(u_row, bucket_row, group, 0.25f, rebuilt_apart.data() + row * ML);
+      rows.backward(u_row, grad.data() + row * ML, bucket_row, group, 0.25f, sums_apart.data(),
+                    grad_u_apart.data() + d.shape.u_offset(row));
+      rows.rebuild_and_backward(u_row, grad.data() + row * ML, bucket_row, group, 0.25f, sums_fused.data(),
+                                grad_u_fused.data() + d.shape.u_offset(row), rebuilt_fused.data() + row * ML);
+    }
+    INFO("avx512 " << avx512 << " rows " << k.rows << " M " << k.M << " L " << k.L << " hidden " << k.hidden
+                    << " kink set " << int(k.kinks));
+    REQUIRE(bits(rebuilt_fused) == bits(rebuilt_apart));
+    REQUIRE(bits(rebuilt_fused) == bits(out));
+    REQUIRE(bits(grad_u_fused) == bits(grad_u_apart));
+    std::vector<uint64_t> apart_bits(sums_size), fused_bits(sums_size);
+    std::memcpy(apart_bits.data(), sums_apart.data(), sums_size * sizeof(double));
+    std::memcpy(fused_bits.data(), sums_fused.data(), sums_size * sizeof(double));
+    REQUIRE(fused_bits == apart_bits);
+  }
+}
+
+TEST_CASE("ψ rebuilt and differentiated in one pass equals recompute then backward bit for bit", "[luna][psi]") {
+  on_each_vector_path(check_rebuild_and_backward_cases);
+}
