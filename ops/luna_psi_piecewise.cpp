@@ -702,10 +702,14 @@ int64_t rebuild_and_accumulate_row_avx2(const double* pairs, int64_t max_buckets
       _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3), _mm256_set1_epi32(int(max_buckets)));
   const __m256 scale8 = _mm256_set1_ps(scale);
   const __m256i inactive = _mm256_set1_epi32(kInactiveBucket), all_ones = _mm256_set1_epi32(-1);
-  alignas(32) float deltas[32];  // (8 scalars, 4 channels)
+  // (8 scalars, 4 channels) for the bucket sums: each output's slot, δ in float64, and x in float64
+  alignas(32) int32_t slots[32];
+  alignas(32) double deltas[32], xs[8];
   int64_t start = 0;
   for (; start + 8 <= M; start += 8) {
     const __m256 x8 = _mm256_loadu_ps(u_row + start);
+    _mm256_store_pd(xs, _mm256_cvtps_pd(_mm256_castps256_ps128(x8)));
+    _mm256_store_pd(xs + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(x8, 1)));
     __m256 delta[4], slope[4], active[4];
     for (int v = 0; v < 4; ++v) {  // outputs 8v .. 8v+7: scalars 2v and 2v+1, four channels each
       const __m256i bucket =
@@ -714,6 +718,7 @@ int64_t rebuild_and_accumulate_row_avx2(const double* pairs, int64_t max_buckets
       active[v] = _mm256_castsi256_ps(_mm256_xor_si256(is_inactive, all_ones));
       // An inactive output reads pair 0 of its table (any valid pair: the blends below drop it).
       const __m256i index = _mm256_add_epi32(_mm256_andnot_si256(is_inactive, bucket), channel_offset);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(slots + 8 * v), index);
       const __m256 low = _mm256_castpd_ps(_mm256_i32gather_pd(pairs, _mm256_castsi256_si128(index), 8));
       const __m256 high = _mm256_castpd_ps(_mm256_i32gather_pd(pairs, _mm256_extracti128_si256(index, 1), 8));
       slope[v] = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(low, high, 0x88)), 0xD8));
@@ -726,7 +731,8 @@ int64_t rebuild_and_accumulate_row_avx2(const double* pairs, int64_t max_buckets
       _mm256_storeu_ps(out_row + start * 4 + 8 * v,
                        _mm256_blendv_ps(off, _mm256_mul_ps(scale8, _mm256_fmadd_ps(slope[v], x, intercept)), active[v]));
       delta[v] = _mm256_mul_ps(_mm256_loadu_ps(grad_row + start * 4 + 8 * v), scale8);
-      _mm256_store_ps(deltas + 8 * v, delta[v]);
+      _mm256_store_pd(deltas + 8 * v, _mm256_cvtps_pd(_mm256_castps256_ps128(delta[v])));
+      _mm256_store_pd(deltas + 8 * v + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(delta[v], 1)));
     }
     // grad_u by masked multiply-adds in channel order on channel vectors (interleave4 is its own inverse).
     __m256 delta_l[4], slope_l[4], active_l[4];
@@ -743,10 +749,10 @@ int64_t rebuild_and_accumulate_row_avx2(const double* pairs, int64_t max_buckets
         ~uint32_t(_mm256_movemask_epi8(_mm256_cmpeq_epi8(bytes, _mm256_set1_epi8(char(kInactiveBucket)))));
     for (; active_outputs != 0; active_outputs &= active_outputs - 1) {
       const int e = std::countr_zero(active_outputs);
-      const int64_t slot = (e & 3) * max_buckets + bucket_row[start * 4 + e];
+      const int32_t slot = slots[e];
       const double d = deltas[e];
       P0_group[slot] += d;
-      P1_group[slot] = std::fma(d, double(u_row[start + (e >> 2)]), P1_group[slot]);
+      P1_group[slot] = std::fma(d, xs[e >> 2], P1_group[slot]);
     }
   }
   return start;
