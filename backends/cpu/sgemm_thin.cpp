@@ -1,5 +1,6 @@
 // luna's thin-shape float32 GEMM (see sgemm_thin.h): an 8×32 AVX-512 register tile that broadcasts
-// A from wherever it lies and reads B from 16-column panels packed once per call (or per k block).
+// A from wherever it lies and reads B from 32-column panels packed once per call (or per k block), or,
+// for long k, from B's own rows when they are contiguous and n is a multiple of 32.
 //
 // Work split: a batch of at least as many products as threads runs one product per thread; a single
 // tall product splits its rows; a product with long k (the weight gradients) splits k, every thread
@@ -41,6 +42,13 @@ struct View {
   int64_t rs, cs;
 };
 
+// B as the tiles read it, in panels of kPanel columns: row p of panel q at data + q·step + p·rs. Packed
+// panels (rs = kPanel, zero past n), or B itself when its rows are contiguous and n fills whole panels.
+struct Panels {
+  const float* data;
+  int64_t step, rs;
+};
+
 // A thread's scratch, grown as needed and kept: packing buffers and partial sums are then not
 // allocated per call. 0: packed B, 1: partial sums.
 std::vector<float>& scratch(int which) {
@@ -79,8 +87,8 @@ void pack_b(const View& b, int64_t k0, int64_t kc, int64_t n, float* packed) {
 // (+ bias, one value per column, when not null), over kc steps. A's R rows are broadcast one element
 // at a time from wherever they lie.
 template <int R, int V>
-LUNA_AVX512 void tile(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* panel, float* c,
-                      int64_t ldc, int cols, float alpha, float beta, const float* bias) {
+LUNA_AVX512 void tile(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* panel, int64_t panel_rs,
+                      float* c, int64_t ldc, int cols, float alpha, float beta, const float* bias) {
   __m512 acc[R][V];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
@@ -89,7 +97,7 @@ LUNA_AVX512 void tile(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, co
     for (int r = 0; r < R; ++r) rows[r] = a + r * rs_a;
     for (int64_t p = 0; p < kc; ++p) {
       __m512 b[V];
-      for (int v = 0; v < V; ++v) b[v] = _mm512_loadu_ps(panel + p * kPanel + 16 * v);
+      for (int v = 0; v < V; ++v) b[v] = _mm512_loadu_ps(panel + p * panel_rs + 16 * v);
       for (int r = 0; r < R; ++r) {
         const __m512 x = _mm512_set1_ps(rows[r][p]);
         for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(x, b[v], acc[r][v]);
@@ -99,7 +107,7 @@ LUNA_AVX512 void tile(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, co
     const float* column = a;
     for (int64_t p = 0; p < kc; ++p, column += cs_a) {
       __m512 b[V];
-      for (int v = 0; v < V; ++v) b[v] = _mm512_loadu_ps(panel + p * kPanel + 16 * v);
+      for (int v = 0; v < V; ++v) b[v] = _mm512_loadu_ps(panel + p * panel_rs + 16 * v);
       for (int r = 0; r < R; ++r) {
         const __m512 x = _mm512_set1_ps(column[r * rs_a]);
         for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(x, b[v], acc[r][v]);
@@ -142,8 +150,8 @@ inline void store_avx2(float* row, __m256 value, int valid, float alpha, float b
 // `panel` pointing at the panel's first or second 16 columns. Per element the same multiply-adds in
 // the same order as the AVX-512 tile, so both give the same bits.
 template <int R>
-void tile_avx2(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* panel, float* c, int64_t ldc,
-               int cols, float alpha, float beta, const float* bias) {
+void tile_avx2(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* panel, int64_t panel_rs, float* c,
+               int64_t ldc, int cols, float alpha, float beta, const float* bias) {
   __m256 acc[R][2];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
@@ -151,7 +159,7 @@ void tile_avx2(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const flo
     const float* rows[R];
     for (int r = 0; r < R; ++r) rows[r] = a + r * rs_a;
     for (int64_t p = 0; p < kc; ++p) {
-      const __m256 b0 = _mm256_loadu_ps(panel + p * kPanel), b1 = _mm256_loadu_ps(panel + p * kPanel + 8);
+      const __m256 b0 = _mm256_loadu_ps(panel + p * panel_rs), b1 = _mm256_loadu_ps(panel + p * panel_rs + 8);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const __m256 x = _mm256_broadcast_ss(rows[r] + p);
@@ -162,7 +170,7 @@ void tile_avx2(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const flo
   } else {
     const float* column = a;
     for (int64_t p = 0; p < kc; ++p, column += cs_a) {
-      const __m256 b0 = _mm256_loadu_ps(panel + p * kPanel), b1 = _mm256_loadu_ps(panel + p * kPanel + 8);
+      const __m256 b0 = _mm256_loadu_ps(panel + p * panel_rs), b1 = _mm256_loadu_ps(panel + p * panel_rs + 8);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const __m256 x = _mm256_broadcast_ss(column + r * rs_a);
@@ -178,15 +186,15 @@ void tile_avx2(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const flo
   }
 }
 
-void tile_rows_avx2(int rows, int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* panel, float* c,
-                    int64_t ldc, int cols, float alpha, float beta, const float* bias) {
+void tile_rows_avx2(int rows, int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* panel,
+                    int64_t panel_rs, float* c, int64_t ldc, int cols, float alpha, float beta, const float* bias) {
   switch (rows) {
-    case 6: return tile_avx2<6>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
-    case 5: return tile_avx2<5>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
-    case 4: return tile_avx2<4>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
-    case 3: return tile_avx2<3>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
-    case 2: return tile_avx2<2>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
-    default: return tile_avx2<1>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
+    case 6: return tile_avx2<6>(kc, a, rs_a, cs_a, panel, panel_rs, c, ldc, cols, alpha, beta, bias);
+    case 5: return tile_avx2<5>(kc, a, rs_a, cs_a, panel, panel_rs, c, ldc, cols, alpha, beta, bias);
+    case 4: return tile_avx2<4>(kc, a, rs_a, cs_a, panel, panel_rs, c, ldc, cols, alpha, beta, bias);
+    case 3: return tile_avx2<3>(kc, a, rs_a, cs_a, panel, panel_rs, c, ldc, cols, alpha, beta, bias);
+    case 2: return tile_avx2<2>(kc, a, rs_a, cs_a, panel, panel_rs, c, ldc, cols, alpha, beta, bias);
+    default: return tile_avx2<1>(kc, a, rs_a, cs_a, panel, panel_rs, c, ldc, cols, alpha, beta, bias);
   }
 }
 
@@ -194,17 +202,17 @@ void tile_rows_avx2(int rows, int64_t kc, const float* a, int64_t rs_a, int64_t 
 int64_t tile_height() { return cpu_has_avx512() ? kTileRows : kTileRowsAvx2; }
 
 template <int V>
-void tile_rows(int rows, int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* panel, float* c,
-               int64_t ldc, int cols, float alpha, float beta, const float* bias) {
+void tile_rows(int rows, int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* panel, int64_t panel_rs,
+               float* c, int64_t ldc, int cols, float alpha, float beta, const float* bias) {
   switch (rows) {
-    case 8: return tile<8, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
-    case 7: return tile<7, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
-    case 6: return tile<6, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
-    case 5: return tile<5, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
-    case 4: return tile<4, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
-    case 3: return tile<3, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
-    case 2: return tile<2, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
-    default: return tile<1, V>(kc, a, rs_a, cs_a, panel, c, ldc, cols, alpha, beta, bias);
+    case 8: return tile<8, V>(kc, a, rs_a, cs_a, panel, panel_rs, c, ldc, cols, alpha, beta, bias);
+    case 7: return tile<7, V>(kc, a, rs_a, cs_a, panel, panel_rs, c, ldc, cols, alpha, beta, bias);
+    case 6: return tile<6, V>(kc, a, rs_a, cs_a, panel, panel_rs, c, ldc, cols, alpha, beta, bias);
+    case 5: return tile<5, V>(kc, a, rs_a, cs_a, panel, panel_rs, c, ldc, cols, alpha, beta, bias);
+    case 4: return tile<4, V>(kc, a, rs_a, cs_a, panel, panel_rs, c, ldc, cols, alpha, beta, bias);
+    case 3: return tile<3, V>(kc, a, rs_a, cs_a, panel, panel_rs, c, ldc, cols, alpha, beta, bias);
+    case 2: return tile<2, V>(kc, a, rs_a, cs_a, panel, panel_rs, c, ldc, cols, alpha, beta, bias);
+    default: return tile<1, V>(kc, a, rs_a, cs_a, panel, panel_rs, c, ldc, cols, alpha, beta, bias);
   }
 }
 
@@ -226,7 +234,7 @@ inline void prefetch_rows(const float* first, int64_t rows, int64_t width, int64
   }
 }
 
-void rows_times_panels(const View& a, int64_t k0, int64_t kc, const float* packed, int64_t n, float* c, int64_t ldc,
+void rows_times_panels(const View& a, int64_t k0, int64_t kc, const Panels& b, int64_t n, float* c, int64_t ldc,
                        int64_t i0, int64_t i1, float alpha, float beta, const float* bias = nullptr) {
   const int64_t panels = (n + kPanel - 1) / kPanel;
   const bool avx512 = cpu_has_avx512();
@@ -241,18 +249,19 @@ void rows_times_panels(const View& a, int64_t k0, int64_t kc, const float* packe
     }
     for (int64_t q = 0; q < panels; ++q) {
       const int cols = int(std::min(kPanel, n - q * kPanel));
-      const float* panel = packed + q * kc * kPanel;
+      const float* panel = b.data + q * b.step;
       float* c_tile = c + i * ldc + q * kPanel;
       const float* panel_bias = bias != nullptr ? bias + q * kPanel : nullptr;
       if (!avx512) {  // the panel's two halves, A's rows read from L1 the second time
-        tile_rows_avx2(rows, kc, a_tile, a.rs, a.cs, panel, c_tile, ldc, std::min(cols, 16), alpha, beta, panel_bias);
+        tile_rows_avx2(rows, kc, a_tile, a.rs, a.cs, panel, b.rs, c_tile, ldc, std::min(cols, 16), alpha, beta,
+                       panel_bias);
         if (cols > 16)
-          tile_rows_avx2(rows, kc, a_tile, a.rs, a.cs, panel + 16, c_tile + 16, ldc, cols - 16, alpha, beta,
+          tile_rows_avx2(rows, kc, a_tile, a.rs, a.cs, panel + 16, b.rs, c_tile + 16, ldc, cols - 16, alpha, beta,
                          panel_bias != nullptr ? panel_bias + 16 : nullptr);
       } else if (cols > 16) {
-        tile_rows<2>(rows, kc, a_tile, a.rs, a.cs, panel, c_tile, ldc, cols, alpha, beta, panel_bias);
+        tile_rows<2>(rows, kc, a_tile, a.rs, a.cs, panel, b.rs, c_tile, ldc, cols, alpha, beta, panel_bias);
       } else {
-        tile_rows<1>(rows, kc, a_tile, a.rs, a.cs, panel, c_tile, ldc, cols, alpha, beta, panel_bias);
+        tile_rows<1>(rows, kc, a_tile, a.rs, a.cs, panel, b.rs, c_tile, ldc, cols, alpha, beta, panel_bias);
       }
     }
   }
@@ -272,19 +281,22 @@ void long_depth_serial(const View& a, const View& b, float* c, int64_t ldc, int6
   std::vector<float>& packed = scratch(0);
   const int64_t height = tile_height();
   const int64_t panels = (n + kPanel - 1) / kPanel, tiles = (m + height - 1) / height;
-  packed.resize(size_t(std::min(kDepthBlock, k1 - k0) * panels * kPanel));
+  // B's rows as they lie when they are contiguous and fill whole panels (the weight gradients' inputs):
+  // the same values in the same order as packed ones, without the copy.
+  const bool in_place = b.cs == 1 && n % kPanel == 0;
+  if (!in_place) packed.resize(size_t(std::min(kDepthBlock, k1 - k0) * panels * kPanel));
   for (int64_t kb = k0; kb < k1; kb += kDepthBlock) {
     const int64_t kc = std::min(kDepthBlock, k1 - kb), next_kc = std::min(kDepthBlock, k1 - kb - kc);
     const float block_beta = kb == k0 ? beta : 1.0f;
-    pack_b(b, kb, kc, n, packed.data());
+    if (!in_place) pack_b(b, kb, kc, n, packed.data());
+    const Panels block = in_place ? Panels{b.data + kb * b.rs, kPanel, b.rs} : Panels{packed.data(), kc * kPanel, kPanel};
     for (int64_t t = 0; t < tiles; ++t) {
       if (next_kc > 0 && a.rs == 1) {
         const int64_t first = kb + kc + next_kc * t / tiles, last = kb + kc + next_kc * (t + 1) / tiles;
         prefetch_rows(a.data + first * a.cs, last - first, m, a.cs, Prefetch::ReadToL2);
         if (b.cs == 1) prefetch_rows(b.data + first * b.rs, last - first, n, b.rs, Prefetch::ReadToL2);
       }
-      rows_times_panels(a, kb, kc, packed.data(), n, c, ldc, t * height, std::min(m, (t + 1) * height), alpha,
-                        block_beta);
+      rows_times_panels(a, kb, kc, block, n, c, ldc, t * height, std::min(m, (t + 1) * height), alpha, block_beta);
     }
   }
 }
@@ -304,7 +316,7 @@ void gemm_single(const View& a, const View& b, float* c, int64_t ldc, int64_t m,
     std::vector<float>& packed = scratch(0);
     packed.resize(size_t(k * ((n + kPanel - 1) / kPanel) * kPanel));
     pack_b(b, 0, k, n, packed.data());
-    const float* panels = packed.data();
+    const Panels panels{packed.data(), k * kPanel, kPanel};
     const int64_t tasks = (m + kRowTask - 1) / kRowTask;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && tasks > 1)
     for (int64_t t = 0; t < tasks; ++t)
@@ -418,7 +430,8 @@ void sgemm_linear_backward(const float* grad_out, const float* input, const floa
     for (int64_t block = first; block < last; ++block) {
       const int64_t r0 = block * kDepthBlock, r1 = std::min(rows, r0 + kDepthBlock);
       if (grad_input != nullptr)
-        rows_times_panels(dy, 0, out, packed_weight.data(), in, grad_input, in, r0, r1, 1.0f, 0.0f);
+        rows_times_panels(dy, 0, out, {packed_weight.data(), out * kPanel, kPanel}, in, grad_input, in, r0, r1, 1.0f,
+                          0.0f);
       if (grad_weight != nullptr)
         long_depth_serial(dy_t, x, weight_sum.data(), in, out, in, r0, r1, 1.0f, block == first ? 0.0f : 1.0f);
       if (grad_bias != nullptr)

@@ -119,6 +119,8 @@ std::vector<Case> kernel_cases() {
       cases.push_back({5, 61, 33, 129, ta, tb, 0, 2, 1});                  // a batch, one product per thread
       cases.push_back({1, 40, 70, 3000, ta, tb});                          // long k, blocks of 256
       cases.push_back({1, 9, 17, 1301, ta, tb, 2, 1, 3, 2.0f, 0.5f});      // long k with a ragged last block
+      cases.push_back({1, 40, 64, 3000, ta, tb});                          // long k, B's rows read in place
+      cases.push_back({1, 9, 96, 1301, ta, tb, 2, 1, 3, 2.0f, 0.5f});      //   (when not transposed), padded
       cases.push_back({1, 1000, 64, 64, ta, tb});                          // tall: rows split over threads
     }
   return cases;
