@@ -32,7 +32,10 @@ constexpr int kTileRows = 8;         // rows of C per AVX-512 register tile
 constexpr int kTileRowsAvx2 = 6;     // rows of C per AVX2 register tile (12 accumulators of 16)
 constexpr int64_t kPanel = 32;       // columns per packed B panel: two 16-lane vectors
 constexpr int64_t kMaxDepth = 512;   // k up to this runs in one pass over a fully packed B
-constexpr int64_t kDepthBlock = 256; // longer k runs in blocks of this many (a B block stays in L2)
+constexpr int64_t kDepthBlock = 64;  // longer k runs in blocks of this many, each summed in registers
+                                     // (a block's rows of A and B, 16 KB apiece at m = n = 64, stay in L1)
+constexpr int64_t kDepthSlice = 256; // long k is split over threads, and the linear backward walks its
+                                     // rows, in slices of this many
 constexpr int64_t kRowTask = 96;     // rows per parallel task of a tall product (16 tiles)
 constexpr double kParallelFlops = 1 << 21;
 
@@ -324,7 +327,7 @@ void gemm_single(const View& a, const View& b, float* c, int64_t ldc, int64_t m,
                         bias);
     return;
   }
-  const int64_t blocks = (k + kDepthBlock - 1) / kDepthBlock;
+  const int64_t blocks = (k + kDepthSlice - 1) / kDepthSlice;
   const int parts = int(std::min<int64_t>(threads, blocks));
   if (parts <= 1) return long_depth_serial(a, b, c, ldc, m, n, 0, k, alpha, beta);
   // Each part sums its k slice into a private (m, n) buffer; the parts are then added in order.
@@ -336,7 +339,7 @@ void gemm_single(const View& a, const View& b, float* c, int64_t ldc, int64_t m,
     std::vector<float>& sum = scratch(1);
     sum.resize(size_t(m * n));
     partial[size_t(part)] = sum.data();
-    long_depth_serial(a, b, sum.data(), n, m, n, first * kDepthBlock, std::min(k, last * kDepthBlock), 1.0f, 0.0f);
+    long_depth_serial(a, b, sum.data(), n, m, n, first * kDepthSlice, std::min(k, last * kDepthSlice), 1.0f, 0.0f);
 #pragma omp barrier
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < m; ++i) {
@@ -406,7 +409,7 @@ bool sgemm_linear_backward_applies(int64_t rows, int64_t in, int64_t out) {
 
 void sgemm_linear_backward(const float* grad_out, const float* input, const float* weight, int64_t rows, int64_t in,
                            int64_t out, float* grad_input, float* grad_weight, float* grad_bias) {
-  const int64_t blocks = (rows + kDepthBlock - 1) / kDepthBlock;
+  const int64_t blocks = (rows + kDepthSlice - 1) / kDepthSlice;
   const double flops = 2.0 * double(rows) * double(in) * double(out);
   const int threads = omp_in_parallel() || flops < kParallelFlops ? 1 : omp_get_max_threads();
   const int parts = int(std::min<int64_t>(threads, blocks));
@@ -428,7 +431,7 @@ void sgemm_linear_backward(const float* grad_out, const float* input, const floa
     weight_parts[size_t(part)] = weight_sum.data();
     double* bias_sum = bias_parts[size_t(part)].data();
     for (int64_t block = first; block < last; ++block) {
-      const int64_t r0 = block * kDepthBlock, r1 = std::min(rows, r0 + kDepthBlock);
+      const int64_t r0 = block * kDepthSlice, r1 = std::min(rows, r0 + kDepthSlice);
       if (grad_input != nullptr)
         rows_times_panels(dy, 0, out, {packed_weight.data(), out * kPanel, kPanel}, in, grad_input, in, r0, r1, 1.0f,
                           0.0f);
