@@ -32,8 +32,9 @@ constexpr int kTileRows = 8;         // rows of C per AVX-512 register tile
 constexpr int kTileRowsAvx2 = 6;     // rows of C per AVX2 register tile (12 accumulators of 16)
 constexpr int64_t kPanel = 32;       // columns per packed B panel: two 16-lane vectors
 constexpr int64_t kMaxDepth = 512;   // k up to this runs in one pass over a fully packed B
-constexpr int64_t kDepthBlock = 64;  // longer k runs in blocks of this many, each summed in registers
-                                     // (a block's rows of A and B, 16 KB apiece at m = n = 64, stay in L1)
+constexpr int64_t kDepthBlockBytes = 24 << 10;  // longer k runs in blocks, each summed in registers,
+                                                // of as many k steps as keep a block's rows of A and B
+                                                // within this much (in L1): 48 at m = n = 64
 constexpr int64_t kDepthSlice = 256; // long k is split over threads, and the linear backward walks its
                                      // rows, in slices of this many
 constexpr int64_t kRowTask = 96;     // rows per parallel task of a tall product (16 tiles)
@@ -284,12 +285,14 @@ void long_depth_serial(const View& a, const View& b, float* c, int64_t ldc, int6
   std::vector<float>& packed = scratch(0);
   const int64_t height = tile_height();
   const int64_t panels = (n + kPanel - 1) / kPanel, tiles = (m + height - 1) / height;
+  const int64_t depth_block = std::clamp<int64_t>(kDepthBlockBytes / (int64_t(sizeof(float)) * (m + n)) / 16 * 16, 16,
+                                                  kDepthSlice);
   // B's rows as they lie when they are contiguous and fill whole panels (the weight gradients' inputs):
   // the same values in the same order as packed ones, without the copy.
   const bool in_place = b.cs == 1 && n % kPanel == 0;
-  if (!in_place) packed.resize(size_t(std::min(kDepthBlock, k1 - k0) * panels * kPanel));
-  for (int64_t kb = k0; kb < k1; kb += kDepthBlock) {
-    const int64_t kc = std::min(kDepthBlock, k1 - kb), next_kc = std::min(kDepthBlock, k1 - kb - kc);
+  if (!in_place) packed.resize(size_t(std::min(depth_block, k1 - k0) * panels * kPanel));
+  for (int64_t kb = k0; kb < k1; kb += depth_block) {
+    const int64_t kc = std::min(depth_block, k1 - kb), next_kc = std::min(depth_block, k1 - kb - kc);
     const float block_beta = kb == k0 ? beta : 1.0f;
     if (!in_place) pack_b(b, kb, kc, n, packed.data());
     const Panels block = in_place ? Panels{b.data + kb * b.rs, kPanel, b.rs} : Panels{packed.data(), kc * kPanel, kPanel};
