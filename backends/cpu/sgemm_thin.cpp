@@ -60,8 +60,8 @@ std::vector<float>& scratch(int which) {
   return buffers[which];
 }
 
-// B rows [k0, k0 + kc), all n columns, as panels of 16 columns: element (p, j) of panel q at
-// q·kc·16 + p·16 + (j − 16q); columns past n are zero.
+// B rows [k0, k0 + kc), all n columns, as panels of kPanel (32) columns: element (p, j) of panel q at
+// q·kc·32 + p·32 + (j − 32q); columns past n are zero.
 void pack_b(const View& b, int64_t k0, int64_t kc, int64_t n, float* packed) {
   const int64_t panels = (n + kPanel - 1) / kPanel;
   for (int64_t q = 0; q < panels; ++q) {
