@@ -181,25 +181,43 @@ TEST_CASE("ψ backward from saved buckets equals the backward that searches agai
   on_each_vector_path(check_backward_cases);
 }
 
+// A case's data and its forward with stored buckets, as the fused attention's backward gets them.
+struct StoredForward {
+  PsiData d;
+  int64_t ML;                    // outputs per row
+  std::vector<float> out;        // (rows, M, L)
+  std::vector<uint8_t> buckets;  // (rows, M, L)
+};
+
+StoredForward stored_forward(const PsiCase& k, uint32_t seed) {
+  StoredForward f{make_case(k, seed), k.M * k.L, {}, {}};
+  f.out.resize(size_t(k.rows * f.ML));
+  f.buckets.resize(f.out.size());
+  psi_forward_piecewise<float>(f.d.u.data(), f.d.params(), f.d.shape, 0.25f, f.out.data(), f.buckets.data());
+  return f;
+}
+
+std::vector<uint64_t> bits(const std::vector<double>& v) {
+  std::vector<uint64_t> out(v.size());
+  std::memcpy(out.data(), v.data(), v.size() * sizeof(double));
+  return out;
+}
+
 // Every case: rebuilding ψ from the stored buckets (PsiPiecewiseRows::recompute, as the fused
 // attention's backward does; 4 channels take a vector path) gives the forward's bits, NaN included.
 void check_recompute_cases(bool avx512) {
   uint32_t seed = 200;
   for (const PsiCase& k : cases()) {
     if (k.hidden > 127) continue;  // buckets are stored only when they fit a byte
-    const PsiData d = make_case(k, seed++);
-    const int64_t ML = k.M * k.L;
-    const size_t outputs = size_t(k.rows * ML);
-    std::vector<float> out(outputs), rebuilt(outputs, -1.0f);
-    std::vector<uint8_t> buckets(outputs);
-    psi_forward_piecewise<float>(d.u.data(), d.params(), d.shape, 0.25f, out.data(), buckets.data());
-    const PsiPiecewiseRows<float> rows(d.params(), d.shape);
+    const StoredForward f = stored_forward(k, seed++);
+    std::vector<float> rebuilt(f.out.size(), -1.0f);
+    const PsiPiecewiseRows<float> rows(f.d.params(), f.d.shape);
     for (int64_t row = 0; row < k.rows; ++row)
-      rows.recompute(d.u.data() + d.shape.u_offset(row), buckets.data() + row * ML, d.shape.group_of_row(row), 0.25f,
-                     rebuilt.data() + row * ML);
+      rows.recompute(f.d.u.data() + f.d.shape.u_offset(row), f.buckets.data() + row * f.ML,
+                     f.d.shape.group_of_row(row), 0.25f, rebuilt.data() + row * f.ML);
     INFO("avx512 " << avx512 << " rows " << k.rows << " M " << k.M << " L " << k.L << " hidden " << k.hidden
                     << " kink set " << int(k.kinks));
-    REQUIRE(bits(rebuilt) == bits(out));
+    REQUIRE(bits(rebuilt) == bits(f.out));
   }
 }
 
@@ -214,15 +232,14 @@ void check_rebuild_and_backward_cases(bool avx512) {
   uint32_t seed = 300;
   for (const PsiCase& k : cases()) {
     if (k.hidden > 127) continue;  // buckets are stored only when they fit a byte
-    const PsiData d = make_case(k, seed++);
-    const int64_t ML = k.M * k.L;
-    const size_t outputs = size_t(k.rows * ML), scalars = size_t(k.rows * k.M);
-    std::vector<float> out(outputs), grad(outputs);
-    std::vector<uint8_t> buckets(outputs);
+    const StoredForward f = stored_forward(k, seed++);
+    const PsiData& d = f.d;
+    const int64_t ML = f.ML;
+    const size_t outputs = f.out.size(), scalars = size_t(k.rows * k.M);
+    std::vector<float> grad(outputs);
     std::mt19937 rng(seed);
     std::normal_distribution<float> normal(0.0f, 1.0f);
     for (float& v : grad) v = normal(rng);
-    psi_forward_piecewise<float>(d.u.data(), d.params(), d.shape, 0.25f, out.data(), buckets.data());
     const PsiPiecewiseRows<float> rows(d.params(), d.shape);
     const size_t sums_size = size_t(rows.bucket_sums_size());
     std::vector<float> rebuilt_apart(outputs, -1.0f), rebuilt_fused(outputs, -2.0f);
@@ -231,7 +248,7 @@ void check_rebuild_and_backward_cases(bool avx512) {
     for (int64_t row = 0; row < k.rows; ++row) {
       const float* u_row = d.u.data() + d.shape.u_offset(row);
       const int64_t group = d.shape.group_of_row(row);
-      const uint8_t* bucket_row = buckets.data() + row * ML;
+      const uint8_t* bucket_row = f.buckets.data() + row * ML;
       rows.recompute(u_row, bucket_row, group, 0.25f, rebuilt_apart.data() + row * ML);
       rows.backward(u_row, grad.data() + row * ML, bucket_row, group, 0.25f, sums_apart.data(),
                     grad_u_apart.data() + d.shape.u_offset(row));
@@ -241,12 +258,9 @@ void check_rebuild_and_backward_cases(bool avx512) {
     INFO("avx512 " << avx512 << " rows " << k.rows << " M " << k.M << " L " << k.L << " hidden " << k.hidden
                     << " kink set " << int(k.kinks));
     REQUIRE(bits(rebuilt_fused) == bits(rebuilt_apart));
-    REQUIRE(bits(rebuilt_fused) == bits(out));
+    REQUIRE(bits(rebuilt_fused) == bits(f.out));
     REQUIRE(bits(grad_u_fused) == bits(grad_u_apart));
-    std::vector<uint64_t> apart_bits(sums_size), fused_bits(sums_size);
-    std::memcpy(apart_bits.data(), sums_apart.data(), sums_size * sizeof(double));
-    std::memcpy(fused_bits.data(), sums_fused.data(), sums_size * sizeof(double));
-    REQUIRE(fused_bits == apart_bits);
+    REQUIRE(bits(sums_fused) == bits(sums_apart));
   }
 }
 
