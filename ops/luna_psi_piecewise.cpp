@@ -1,9 +1,10 @@
 // The exact ReLU path of ψ (spec/LUNA.md §3): per call the kinks of every channel's piecewise-linear
 // s_ℓ(u) are sorted and tabulated, then each scalar finds its bucket and costs one multiply-add;
 // backward sums δ and δu per bucket and turns them into parameter gradients with prefix sums.
-// float32 (training) runs 8-lane AVX2 code: for tables of at most 64 kinks a search in registers
-// (permutes, no dependent gathers), otherwise a uniform grid that narrows each search to a few
-// gathered compares; float64 (the gradchecks) runs the plain loops. All give the same bits as each
+// float32 (training) runs 8-lane AVX2 code: for four channels of at most 64 kinks each one search
+// per scalar over the union of their kinks (ops/luna_psi_union.h), for other tables of at most 64
+// kinks a search in registers (permutes, no dependent gathers), otherwise a uniform grid that narrows
+// each search to a few gathered compares; float64 (the gradchecks) runs the plain loops. All give the same bits as each
 // other's algorithm would: the searches only skip compares whose outcome they already know.
 #include <luna/backends/cpu/cpu_features.h>
 #include <luna/ops/luna_kernel_common.h>
@@ -24,6 +25,7 @@
 #endif
 
 #include "luna_psi_search.h"
+#include "luna_psi_union.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -673,6 +675,9 @@ struct PsiPiecewiseRows<T>::State {
   std::vector<PsiKinkBlocks> blocks;      // (G·L) or empty
   std::vector<PsiGrid> grids;             // (G·L) when blocks is empty
   std::vector<PsiRegisters> registers;    // (G·L) when avx512_forward
+  // (G) four channels of at most kMaxBlockKinks kinks each: the forward's one search per scalar over
+  // the union of a group's kinks. Empty otherwise (or when a kink is NaN).
+  std::vector<PsiChannelUnion> unions;
   bool avx512_forward = false, avx512_backward = false;
   bool four_channels = false;             // the vector backward and recompute (AVX-512 or AVX2)
   // (G, L, max_buckets): every table's slope and intercept at one stride, for the vector recompute.
@@ -704,6 +709,19 @@ PsiPiecewiseRows<T>::PsiPiecewiseRows(const PsiParams<T>& params, const PsiShape
     s.avx512_forward = avx512 && shape.projections >= 16 && few_kinks;
     if (s.avx512_forward)
       for (const PiecewiseTable<float>& table : s.tables) s.registers.push_back(registers_of(table.kinks));
+    if (s.four_channels && few_kinks) {
+      s.unions.resize(size_t(shape.groups()));
+      for (int64_t group = 0; group < shape.groups(); ++group) {
+        const PiecewiseTable<float>* tables = s.tables.data() + group * 4;
+        const std::vector<float>* kinks[4] = {&tables[0].kinks, &tables[1].kinks, &tables[2].kinks, &tables[3].kinks};
+        const float* pairs[4] = {tables[0].slope_intercept.data(), tables[1].slope_intercept.data(),
+                                 tables[2].slope_intercept.data(), tables[3].slope_intercept.data()};
+        if (!build_channel_union(kinks, pairs, s.unions[size_t(group)])) {
+          s.unions.clear();
+          break;
+        }
+      }
+    }
     if (s.four_channels) {
       s.packed_slope.assign(s.tables.size() * size_t(s.max_buckets), 0.0f);
       s.packed_intercept.assign(s.tables.size() * size_t(s.max_buckets), 0.0f);
@@ -735,8 +753,9 @@ void PsiPiecewiseRows<T>::forward(const T* u_row, int64_t group, T scale, T* out
 #if defined(LUNA_PSI_AVX2)
   if constexpr (std::is_same_v<T, float>) {
     const PiecewiseTable<float>* tables = s.tables.data() + group * L;
-    const int64_t start =
+    int64_t start =
         s.avx512_forward ? row_avx512(tables, s.registers.data() + group * L, u_row, M, scale, out_row, bucket_row) : 0;
+    if (!s.unions.empty()) start = row_union_avx2(s.unions[size_t(group)], u_row, M, start, scale, out_row, bucket_row);
     if (!s.blocks.empty())
       row_avx2(tables, s.blocks.data() + group * L, u_row, M, L, start, scale, out_row, bucket_row);
     else

@@ -1,9 +1,10 @@
 // The exact ReLU ψ kernels (ops/luna_psi_piecewise.cpp) called directly: the float32 vector paths
-// (the kink search in registers for at most 64 kinks, else through a grid; 8 or 16 lanes,
-// interleaved stores) against the plain loops bit for bit,
+// (the kink search in registers for at most 64 kinks, for four such channels one search over the
+// union of their kinks, else through a grid; 8 or 16 lanes, interleaved stores) against the plain
+// loops bit for bit,
 // outputs and stored buckets, over odd sizes (tails of M, every channel count, per-head groups),
 // awkward inputs (exact kinks, ±0, ±inf, NaN, huge and denormal values) and awkward kink sets (none,
-// one, duplicates, clusters, heavy tails); the backward from saved buckets against the backward
+// one, duplicates, clusters, heavy tails, shared across channels, infinite); the backward from saved buckets against the backward
 // that searches again, and ψ rebuilt from the buckets against the forward, also bit for bit.
 #include "test_util.h"
 
@@ -19,7 +20,7 @@ using namespace luna::cpu::luna_kernels;
 
 namespace {
 
-enum class KinkSet { Uniform, NoKinks, OneKink, Duplicates, Cluster, HeavyTails };
+enum class KinkSet { Uniform, NoKinks, OneKink, Duplicates, Cluster, HeavyTails, SharedAcrossChannels, InfiniteKinks };
 
 struct PsiCase {
   int64_t rows, M, L, hidden, heads;
@@ -59,6 +60,15 @@ PsiData make_case(const PsiCase& k, uint32_t seed) {
       case KinkSet::Duplicates: a = (j % 3 == 0) ? 0.5f : -0.25f, c = (j % 2 == 0) ? 0.125f : -0.5f; break;
       case KinkSet::Cluster: c = 1e-6f * uniform(rng); break;                 // kinks within ~1e-6 of 0
       case KinkSet::HeavyTails: a = a * a * a * 1e-3f; break;                  // kinks up to ~1e3 and beyond
+      case KinkSet::SharedAcrossChannels:  // every other unit copies channel 0's: half the kinks in common
+        if ((j / k.hidden) % k.L != 0 && j % 2 == 0) {
+          const int64_t first = j - ((j / k.hidden) % k.L) * k.hidden;
+          a = d.a[size_t(first)], c = d.c[size_t(first)];
+        }
+        break;
+      case KinkSet::InfiniteKinks:  // a denormal slope puts the kink −c/a past float's range: ±∞
+        if (j % 7 == 3) a = (j % 2 == 0 ? 1e-45f : -1e-45f), c = (j % 4 < 2 ? 1.0f : -1.0f);
+        break;
     }
     if (j % 11 == 5) a = 0.0f;  // constant units in every set
     d.a[size_t(j)] = a;
@@ -94,7 +104,8 @@ std::vector<PsiCase> cases() {
   std::vector<PsiCase> out;
   for (int64_t M : {1, 3, 7, 8, 9, 16, 17, 32, 33})
     for (int64_t L : {1, 3, 4, 5}) out.push_back({6, M, L, 64, 2, L == 3, KinkSet::Uniform});
-  for (KinkSet kinks : {KinkSet::NoKinks, KinkSet::OneKink, KinkSet::Duplicates, KinkSet::Cluster, KinkSet::HeavyTails})
+  for (KinkSet kinks : {KinkSet::NoKinks, KinkSet::OneKink, KinkSet::Duplicates, KinkSet::Cluster, KinkSet::HeavyTails,
+                        KinkSet::SharedAcrossChannels, KinkSet::InfiniteKinks})
     for (int64_t L : {1, 4}) out.push_back({40, 32, L, 64, 2, false, kinks});
   out.push_back({40, 32, 4, 64, 2, true, KinkSet::Uniform});
   out.push_back({40, 24, 4, 5, 2, false, KinkSet::Uniform});

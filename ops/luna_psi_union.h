@@ -1,0 +1,151 @@
+// ψ's AVX2 forward for four channels through one search (ops/luna_psi_piecewise.cpp, its only
+// includer): instead of searching each channel's kinks, each scalar searches the union of the four
+// channels' kinks once, and its bucket in the union names a record holding every channel's bucket,
+// slope and intercept. The outputs and stored buckets are the per-channel search's, bit for bit.
+//
+// Why it is exact: with U the sorted distinct union (each channel's kinks K_ℓ ⊂ U) and x having
+// n = #{U < x} and e = [x ∈ U], the union bucket is 2n + e, and for every channel
+//   #{K_ℓ < x} = #{K_ℓ < U[n]} (all of K_ℓ when n = |U|),   [x ∈ K_ℓ] = e·[U[n] ∈ K_ℓ],
+// since no kink of any channel lies strictly between U[n−1] and U[n]. So the channel's bucket
+// 2·#{K_ℓ < x} + [x ∈ K_ℓ] is a function of the union bucket alone, tabulated once per call.
+#pragma once
+
+#if defined(LUNA_PSI_AVX2)
+#include <immintrin.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include <luna/ops/luna_kernels.h>
+
+namespace luna::cpu::luna_kernels {
+namespace {
+
+constexpr int kUnionChannels = 4;
+// The union holds at most 256 kinks (four channels of Hψ ≤ 64): 8 blocks of 32, each of 4 sub-blocks of 8.
+constexpr int64_t kMaxUnionKinks = 256;
+
+// What a scalar needs from its union bucket: every channel's slope and intercept (32 bytes, so one
+// aligned load serves four outputs).
+struct alignas(32) PsiUnionRecord {
+  float slope[kUnionChannels], intercept[kUnionChannels];
+};
+
+struct PsiChannelUnion {
+  alignas(32) float block_last[8];       // U[32j + 31] for j < 7, then NaN: the blocks' splitters
+  alignas(32) float sub_block_last[3][8];  // [m][j] = U[32j + 8m + 7]: the splitters inside block j
+  alignas(32) float kinks[kMaxUnionKinks];  // U, NaN-padded (NaN compares false, as a kink past every x)
+  std::vector<PsiUnionRecord> records;   // (2|U| + 1) by union bucket
+  std::vector<int32_t> channel_buckets;  // (2|U| + 1) channel ℓ's bucket in byte ℓ
+};
+
+// The union of four channels' sorted distinct kinks, with `pairs[ℓ]` channel ℓ's (slope, intercept)
+// per bucket. False (and nothing built) when a kink is NaN, which has no place in a sorted order.
+bool build_channel_union(const std::vector<float>* const kinks[kUnionChannels],
+                         const float* const pairs[kUnionChannels], PsiChannelUnion& out) {
+  std::vector<float> all;
+  for (int l = 0; l < kUnionChannels; ++l) {
+    if (std::any_of(kinks[l]->begin(), kinks[l]->end(), [](float k) { return std::isnan(k); })) return false;
+    all.insert(all.end(), kinks[l]->begin(), kinks[l]->end());
+  }
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());  // by ==, as the channels' own lists
+  const int64_t D = int64_t(all.size());
+  if (D > kMaxUnionKinks) return false;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::fill(std::begin(out.kinks), std::end(out.kinks), nan);
+  std::copy(all.begin(), all.end(), out.kinks);
+  for (int j = 0; j < 8; ++j) {
+    out.block_last[j] = j < 7 ? out.kinks[32 * j + 31] : nan;
+    for (int m = 0; m < 3; ++m) out.sub_block_last[m][j] = out.kinks[32 * j + 8 * m + 7];
+  }
+  out.records.assign(size_t(2 * D + 1), PsiUnionRecord{});
+  out.channel_buckets.assign(size_t(2 * D + 1), 0);
+  for (int64_t union_bucket = 0; union_bucket <= 2 * D; ++union_bucket) {
+    const int64_t n = union_bucket / 2;
+    const bool on_kink = union_bucket % 2 == 1;  // then n < D
+    for (int l = 0; l < kUnionChannels; ++l) {
+      const std::vector<float>& own = *kinks[l];
+      const int64_t below = n < D ? std::lower_bound(own.begin(), own.end(), all[size_t(n)]) - own.begin()
+                                  : int64_t(own.size());
+      const bool own_kink = on_kink && std::binary_search(own.begin(), own.end(), all[size_t(n)]);
+      const int64_t bucket = 2 * below + (own_kink ? 1 : 0);
+      out.records[size_t(union_bucket)].slope[l] = pairs[l][2 * bucket];
+      out.records[size_t(union_bucket)].intercept[l] = pairs[l][2 * bucket + 1];
+      out.channel_buckets[size_t(union_bucket)] |= int32_t(uint32_t(bucket) << (8 * l));
+    }
+  }
+  return true;
+}
+
+// ψ of one row's scalars [start, M) in groups of 8, all four channels; returns where the caller's
+// code takes over (the last M % 8). Per 8 scalars: the sub-block of 8 kinks that settles each one
+// (a binary search over the blocks' splitters, then a count over its block's three, all permutes
+// in registers), then per scalar one load of its sub-block and two compares against it, and per
+// output pair of scalars two record loads.
+int64_t row_union_avx2(const PsiChannelUnion& u, const float* u_row, int64_t M, int64_t start, float scale,
+                       float* out_row, uint8_t* bucket_row) {
+  const __m256 scale8 = _mm256_set1_ps(scale);
+  const __m256 block_last = _mm256_load_ps(u.block_last);
+  const __m256i byte_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  alignas(32) int32_t sub_block[8], union_bucket[8], channel_bucket[8];
+  for (; start + 8 <= M; start += 8) {
+    const __m256 x = _mm256_loadu_ps(u_row + start);
+    // block = #{j < 7 : U[32j + 31] < x}, branch-free: every kink of earlier blocks is < x.
+    __m256i block = _mm256_setzero_si256();
+    for (int half = 4; half >= 1; half /= 2) {
+      const __m256 kink = _mm256_permutevar8x32_ps(block_last, _mm256_add_epi32(block, _mm256_set1_epi32(half - 1)));
+      const __m256i below = _mm256_castps_si256(_mm256_cmp_ps(kink, x, _CMP_LT_OQ));
+      block = _mm256_add_epi32(block, _mm256_and_si256(below, _mm256_set1_epi32(half)));
+    }
+    // sub-block = 4·block + #{m < 3 : U[32·block + 8m + 7] < x}; a true compare is −1.
+    __m256i sub = _mm256_slli_epi32(block, 2);
+    for (int m = 0; m < 3; ++m) {
+      const __m256 kink = _mm256_permutevar8x32_ps(_mm256_load_ps(u.sub_block_last[m]), block);
+      sub = _mm256_sub_epi32(sub, _mm256_castps_si256(_mm256_cmp_ps(kink, x, _CMP_LT_OQ)));
+    }
+    _mm256_store_si256(reinterpret_cast<__m256i*>(sub_block), sub);
+    // Every kink before the sub-block is < x and, unless it is the last, every one after it is ≥ x:
+    // its 8 kinks settle the bucket 2·#{U < x} + [x ∈ U] = 16·sub-block + Σ [kink < x] + [kink ≤ x].
+    for (int s = 0; s < 8; ++s) {
+      const __m256 kinks = _mm256_load_ps(u.kinks + 8 * sub_block[s]);
+      const __m256 xs = _mm256_set1_ps(u_row[start + s]);
+      const int below = _mm256_movemask_ps(_mm256_cmp_ps(kinks, xs, _CMP_LT_OQ));
+      const int at_or_below = _mm256_movemask_ps(_mm256_cmp_ps(kinks, xs, _CMP_LE_OQ));
+      union_bucket[s] = 16 * sub_block[s] + std::popcount(unsigned(below)) + std::popcount(unsigned(at_or_below));
+      channel_bucket[s] = u.channel_buckets[size_t(union_bucket[s])];
+    }
+    // Outputs 8p .. 8p + 7 are scalars 2p and 2p + 1, four channels each: the two records' slopes side
+    // by side against the two scalars, each broadcast over its four lanes.
+    __m256i active[4];
+    for (int p = 0; p < 4; ++p) {
+      const __m256 first = _mm256_load_ps(u.records[size_t(union_bucket[2 * p])].slope);
+      const __m256 second = _mm256_load_ps(u.records[size_t(union_bucket[2 * p + 1])].slope);
+      const __m256 slope = _mm256_permute2f128_ps(first, second, 0x20);
+      const __m256 intercept = _mm256_permute2f128_ps(first, second, 0x31);
+      const __m256 xx = _mm256_permutevar8x32_ps(
+          x, _mm256_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1));
+      const __m256 sum = _mm256_fmadd_ps(slope, xx, intercept);
+      // relu as max(0, s) keeps NaN (maxps returns its second operand) and −0, as the other paths do.
+      active[p] = _mm256_castps_si256(_mm256_cmp_ps(sum, _mm256_setzero_ps(), _CMP_GT_OQ));
+      _mm256_storeu_ps(out_row + start * 4 + 8 * p, _mm256_mul_ps(scale8, _mm256_max_ps(_mm256_setzero_ps(), sum)));
+    }
+    if (bucket_row == nullptr) continue;
+    // The active masks as 32 bytes in output order, then each output's channel bucket or the marker.
+    const __m256i words = _mm256_packs_epi32(active[0], active[1]), words2 = _mm256_packs_epi32(active[2], active[3]);
+    const __m256i mask = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(words, words2), byte_order);
+    const __m256i buckets = _mm256_load_si256(reinterpret_cast<const __m256i*>(channel_bucket));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(bucket_row + start * 4),
+                        _mm256_blendv_epi8(_mm256_set1_epi8(char(kMaxStoredBucket)), buckets, mask));
+  }
+  return start;
+}
+
+}  // namespace
+}  // namespace luna::cpu::luna_kernels
+
+#endif  // LUNA_PSI_AVX2
