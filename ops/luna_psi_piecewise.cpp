@@ -643,7 +643,14 @@ int64_t rebuild_and_accumulate_row_avx2(const double* pairs, int64_t max_buckets
 template <class T>
 void rebuild_rest(const PiecewiseTable<T>* row_tables, const T* u_row, const uint8_t* bucket_row, int64_t M,
                   int64_t L, int64_t start, T scale, T* out_row) {
-  for (int64_t i = 0; i < start; ++i) {
+  // Infinite inputs are rare: one branch-free pass over the bits (it vectorises) finds whether the
+  // row has any.
+  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  const Bits magnitude = std::numeric_limits<Bits>::max() >> 1;
+  const Bits infinity = std::bit_cast<Bits>(std::numeric_limits<T>::infinity());
+  Bits any_infinite = 0;
+  for (int64_t i = 0; i < start; ++i) any_infinite |= Bits((std::bit_cast<Bits>(u_row[i]) & magnitude) == infinity);
+  for (int64_t i = 0; any_infinite != 0 && i < start; ++i) {
     if (!std::isinf(u_row[i])) continue;
     for (int64_t l = 0; l < L; ++l)
       if (bucket_row[i * L + l] == kInactiveBucket) out_row[i * L + l] = inactive_value(row_tables[l], u_row[i], scale);
