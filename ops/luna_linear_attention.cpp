@@ -15,6 +15,10 @@
 #include <cblas.h>
 #include <omp.h>
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <vector>
 
@@ -81,13 +85,67 @@ void values_with_ones(HeadRows<const T> v, const uint8_t* mask, int64_t b, int64
   }
 }
 
+#if defined(__AVX2__)
+// 8 floats of each of 8 rows, transposed: out[e] holds element e of every row (lane r = row r).
+inline void transpose8(__m256 rows[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(rows[0], rows[1]), t1 = _mm256_unpackhi_ps(rows[0], rows[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(rows[2], rows[3]), t3 = _mm256_unpackhi_ps(rows[2], rows[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(rows[4], rows[5]), t5 = _mm256_unpackhi_ps(rows[4], rows[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(rows[6], rows[7]), t7 = _mm256_unpackhi_ps(rows[6], rows[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  rows[0] = _mm256_permute2f128_ps(u0, u4, 0x20), rows[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  rows[1] = _mm256_permute2f128_ps(u1, u5, 0x20), rows[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  rows[2] = _mm256_permute2f128_ps(u2, u6, 0x20), rows[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  rows[3] = _mm256_permute2f128_ps(u3, u7, 0x20), rows[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// numerator_gradients below for 8 float rows at once (dv a multiple of 8), one row per lane for G·out,
+// so each row's sum is still the products added one by one in element order: the same bits as the
+// scalar loop, without its chain of dependent adds. Returns the rows done.
+int64_t numerator_gradients_avx2(HeadRows<const float> grad_out, HeadRows<const float> out, const float* den_row,
+                                 int64_t b, int64_t h, int64_t dv, int64_t first, int64_t count, float* grad_aug) {
+  if (dv % 8 != 0) return 0;
+  const int64_t dv1 = dv + 1;
+  int64_t done = 0;
+  alignas(32) float dot_lanes[8], inverse_lanes[8];
+  for (; done + 8 <= count; done += 8) {
+    const int64_t i0 = first + done;
+    const __m256 inverse = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_loadu_ps(den_row + i0));
+    _mm256_store_ps(inverse_lanes, inverse);
+    __m256 dot = _mm256_setzero_ps();
+    for (int64_t e0 = 0; e0 < dv; e0 += 8) {
+      __m256 products[8];
+      for (int r = 0; r < 8; ++r) {
+        const __m256 g = _mm256_loadu_ps(grad_out.at(b, h, i0 + r) + e0);
+        _mm256_storeu_ps(grad_aug + (done + r) * dv1 + e0, _mm256_mul_ps(g, _mm256_set1_ps(inverse_lanes[r])));
+        products[r] = _mm256_mul_ps(g, _mm256_loadu_ps(out.at(b, h, i0 + r) + e0));
+      }
+      transpose8(products);
+      for (int e = 0; e < 8; ++e) dot = _mm256_add_ps(dot, products[e]);
+    }
+    // −dot by its sign bit, as the scalar negation (0 − dot would turn −0 into +0).
+    _mm256_store_ps(dot_lanes, _mm256_mul_ps(_mm256_xor_ps(dot, _mm256_set1_ps(-0.0f)), inverse));
+    for (int r = 0; r < 8; ++r) grad_aug[(done + r) * dv1 + dv] = dot_lanes[r];
+  }
+  return done;
+}
+#endif
+
 // ∂[numerator, φ(q)ᵀz] = [G / den, −(G·out) / den] for one head's queries [first, first + count):
 // (count, dv+1).
 template <class T>
 void numerator_gradients(HeadRows<const T> grad_out, HeadRows<const T> out, const T* denominator, int64_t b,
                          int64_t h, int64_t H, int64_t Nq, int64_t dv, int64_t first, int64_t count, T* grad_aug) {
   const int64_t dv1 = dv + 1;
-  for (int64_t i = first; i < first + count; ++i) {
+  int64_t done = 0;
+#if defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>)
+    done = numerator_gradients_avx2(grad_out, out, denominator + (b * H + h) * Nq, b, h, dv, first, count, grad_aug);
+#endif
+  for (int64_t i = first + done; i < first + count; ++i) {
     const T* g = grad_out.at(b, h, i);
     const T* o = out.at(b, h, i);
     T* aug = grad_aug + (i - first) * dv1;
