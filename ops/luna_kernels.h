@@ -96,9 +96,13 @@ class PsiPiecewiseRows {
   // `sums` (bucket_sums_size() doubles per thread, zeroed before the first row).
   void backward(const T* u_row, const T* grad_row, const uint8_t* bucket_row, int64_t group, T scale, double* sums,
                 T* grad_u_row) const;
-  // recompute and backward of one row in one pass (same results), for callers that have grad_row
-  // before they need out_row.
-  void rebuild_and_backward(const T* u_row, const T* grad_row, const uint8_t* bucket_row, int64_t group, T scale,
+  // forward for callers that will run rebuild_and_backward: the same out_row, and in saved_row (M·L
+  // bytes) what that needs: forward's bucket_row, or, where the four channels of a group share one
+  // search (AVX2, M a multiple of 8), each scalar's bucket in the union of their kinks (2 bytes).
+  void forward_for_rebuild(const T* u_row, int64_t group, T scale, T* out_row, uint8_t* saved_row) const;
+  // recompute and backward of one row in one pass (same results) from forward_for_rebuild's saved_row,
+  // for callers that have grad_row before they need out_row.
+  void rebuild_and_backward(const T* u_row, const T* grad_row, const uint8_t* saved_row, int64_t group, T scale,
                             double* sums, T* grad_u_row, T* out_row) const;
   int64_t bucket_sums_size() const;
   // The parameter gradients (overwritten) from the sums of every row, added over threads.
@@ -154,8 +158,9 @@ void linear_attention_backward(HeadRows<const T> grad_out, const T* phi_q, const
 
 // LUNA attention with ψ (exact ReLU path) fused into the non-causal attention above
 // (ops/luna_linear_attention.cpp): φ(q) and φ(k) are made tile by tile from u_q (B, H, Nq, M) and
-// u_k (B, H, Nk, M), rows possibly strided, inside the per-head loop and never written; their
-// buckets (B, H, Nq, F) and (B, H, Nk, F) are, for the backward. shape.features is F = M·L. The
+// u_k (B, H, Nk, M), rows possibly strided, inside the per-head loop and never written; what ψ saves
+// to rebuild them (PsiPiecewiseRows::forward_for_rebuild, F bytes per row) goes to buckets_q
+// (B, H, Nq, F) and buckets_k (B, H, Nk, F), for the backward. shape.features is F = M·L. The
 // result equals linear_attention_forward on the φ that psi_forward_piecewise makes, up to the
 // rounding of the tiled sums.
 // Tokens per tile. A tile of φ and one of its gradient (kFusedTile × F each, 64 KB apiece at F = 128)
@@ -173,7 +178,7 @@ void luna_attention_forward(HeadRows<const T> u_q, HeadRows<const T> u_k, HeadRo
                             double eps, HeadRows<T> out, T* denominator, T* S_aug, uint8_t* buckets_q,
                             uint8_t* buckets_k);
 // Gradients for u_q, u_k and v (strided rows; v's zero for a padded key) and ψ's parameters
-// (overwritten), rebuilding every tile of φ from the stored buckets.
+// (overwritten), rebuilding every tile of φ from what the forward saved.
 template <class T>
 void luna_attention_backward(HeadRows<const T> grad_out, HeadRows<const T> u_q, HeadRows<const T> u_k,
                              HeadRows<const T> v, const uint8_t* key_padding_mask, HeadRows<const T> out,

@@ -277,8 +277,9 @@ void linear_attention_backward(HeadRows<const T> grad_out, const T* phi_q, const
 
 // ---------------------------------------------------------------------------------------------
 // LUNA attention with ψ inside: the same products, over tiles of kTile tokens whose φ rows are made
-// by ψ right before they are used and never leave the cache. Only their buckets (1 byte per feature)
-// are stored, so the backward rebuilds each tile with one multiply-add per feature.
+// by ψ right before they are used and never leave the cache. Only what ψ needs to rebuild them is
+// stored (each feature's bucket, 1 byte, or each scalar's bucket in the union of its four channels'
+// kinks, 2 bytes), so the backward rebuilds each tile with one multiply-add per feature.
 
 constexpr int64_t kTile = kFusedTile;
 
@@ -307,7 +308,7 @@ void luna_attention_forward(HeadRows<const T> u_q, HeadRows<const T> u_k, HeadRo
       for (int64_t first = 0; first < Nk; first += kTile) {
         const int64_t count = std::min(kTile, Nk - first);
         for (int64_t r = 0; r < count; ++r)
-          psi.rows->forward(u_k.at(b, h, first + r), group, psi.scale, phi.data() + r * F,
+          psi.rows->forward_for_rebuild(u_k.at(b, h, first + r), group, psi.scale, phi.data() + r * F,
                             buckets_k + (bh * Nk + first + r) * F);
         values_with_ones(v, key_padding_mask, b, h, Nk, dv, v_aug.data(), first, count);
         product<T>(thin, {phi.data(), 1, F}, {v_aug.data(), dv1, 1}, S, dv1, F, dv, count, first > 0 ? T(1) : T(0));
@@ -322,7 +323,7 @@ void luna_attention_forward(HeadRows<const T> u_q, HeadRows<const T> u_k, HeadRo
       for (int64_t first = 0; first < Nq; first += kTile) {
         const int64_t count = std::min(kTile, Nq - first);
         for (int64_t r = 0; r < count; ++r)
-          psi.rows->forward(u_q.at(b, h, first + r), group, psi.scale, phi.data() + r * F,
+          psi.rows->forward_for_rebuild(u_q.at(b, h, first + r), group, psi.scale, phi.data() + r * F,
                             buckets_q + (bh * Nq + first + r) * F);
         T* o = out.at(b, h, first);
         product<T>(thin, {phi.data(), F, 1}, {S, dv1, 1}, o, out.row, count, dv, F);

@@ -24,6 +24,7 @@
 #define LUNA_PSI_AVX2 1
 #endif
 
+#include "luna_psi_lanes.h"
 #include "luna_psi_search.h"
 #include "luna_psi_union.h"
 
@@ -227,18 +228,6 @@ inline Psi8 psi8_of_bucket(__m256 x, __m256i bucket, const PiecewiseTable<float>
 template <class Search>
 inline Psi8 psi8(__m256 x, const Search& search, const PiecewiseTable<float>& table, __m256 scale) {
   return psi8_of_bucket(x, buckets8(x, search), table, scale);
-}
-
-// Four channel vectors whose lanes hold scalars (0, 2, 4, 6 | 1, 3, 5, 7) to (scalar, channel)
-// order: out[v] = scalars 2v and 2v+1, four channels each. The lane order on input turns the usual
-// 4x8 transpose into in-lane shuffles only.
-inline void interleave4(const __m256 c[4], __m256 out[4]) {
-  const __m256 a = _mm256_unpacklo_ps(c[0], c[1]), b = _mm256_unpackhi_ps(c[0], c[1]);
-  const __m256 d = _mm256_unpacklo_ps(c[2], c[3]), e = _mm256_unpackhi_ps(c[2], c[3]);
-  out[0] = _mm256_shuffle_ps(a, d, 0x44);
-  out[1] = _mm256_shuffle_ps(a, d, 0xEE);
-  out[2] = _mm256_shuffle_ps(b, e, 0x44);
-  out[3] = _mm256_shuffle_ps(b, e, 0xEE);
 }
 
 // 32 int32 lanes in element order (values 0..255) to 32 bytes.
@@ -685,6 +674,8 @@ struct PsiPiecewiseRows<T>::State {
   // (G) four channels of at most kMaxBlockKinks kinks each: the forward's one search per scalar over
   // the union of a group's kinks. Empty otherwise (or when a kink is NaN).
   std::vector<PsiChannelUnion> unions;
+  // forward_for_rebuild saves union buckets (unions, no AVX-512 backward, M a multiple of 8).
+  bool saves_union_buckets = false;
   bool avx512_forward = false, avx512_backward = false;
   bool four_channels = false;             // the vector backward and recompute (AVX-512 or AVX2)
   // (G, L, max_buckets): every table's slope and intercept at one stride, for the vector recompute.
@@ -728,6 +719,7 @@ PsiPiecewiseRows<T>::PsiPiecewiseRows(const PsiParams<T>& params, const PsiShape
           break;
         }
       }
+      s.saves_union_buckets = !s.unions.empty() && !s.avx512_backward && shape.projections % 8 == 0;
     }
     if (s.four_channels) {
       s.packed_slope.assign(s.tables.size() * size_t(s.max_buckets), 0.0f);
@@ -774,6 +766,20 @@ void PsiPiecewiseRows<T>::forward(const T* u_row, int64_t group, T scale, T* out
 }
 
 template <class T>
+void PsiPiecewiseRows<T>::forward_for_rebuild(const T* u_row, int64_t group, T scale, T* out_row,
+                                              uint8_t* saved_row) const {
+#if defined(LUNA_PSI_AVX2)
+  if constexpr (std::is_same_v<T, float>)
+    if (state_->saves_union_buckets) {
+      row_union_avx2(state_->unions[size_t(group)], u_row, state_->shape.projections, 0, scale, out_row, nullptr,
+                     saved_row);
+      return;
+    }
+#endif
+  forward(u_row, group, scale, out_row, saved_row);
+}
+
+template <class T>
 void PsiPiecewiseRows<T>::recompute(const T* u_row, const uint8_t* bucket_row, int64_t group, T scale,
                                     T* out_row) const {
   const State& s = *state_;
@@ -794,28 +800,34 @@ void PsiPiecewiseRows<T>::recompute(const T* u_row, const uint8_t* bucket_row, i
 }
 
 template <class T>
-void PsiPiecewiseRows<T>::rebuild_and_backward(const T* u_row, const T* grad_row, const uint8_t* bucket_row,
+void PsiPiecewiseRows<T>::rebuild_and_backward(const T* u_row, const T* grad_row, const uint8_t* saved_row,
                                                int64_t group, T scale, double* sums, T* grad_u_row,
                                                T* out_row) const {
   const State& s = *state_;
   const int64_t M = s.shape.projections, L = s.shape.channels;
   int64_t start = 0;
 #if defined(LUNA_PSI_AVX2)
-  if constexpr (std::is_same_v<T, float>)
+  if constexpr (std::is_same_v<T, float>) {
+    double* P0_group = sums + group * L * s.max_buckets;
+    double* P1_group = P0_group + bucket_sums_size() / 2;
+    if (s.saves_union_buckets) {  // saved_row holds union buckets
+      rebuild_and_accumulate_union_avx2(s.unions[size_t(group)], s.max_buckets, u_row, grad_row, saved_row, M, scale,
+                                        P0_group, P1_group, grad_u_row, out_row);
+      return;
+    }
     if (s.four_channels && !s.avx512_backward) {
-      double* P0_group = sums + group * L * s.max_buckets;
-      double* P1_group = P0_group + bucket_sums_size() / 2;
       const double* pairs = reinterpret_cast<const double*>(s.packed_pairs.data()) + group * L * s.max_buckets;
-      start = rebuild_and_accumulate_row_avx2(pairs, s.max_buckets, u_row, grad_row, bucket_row, M, scale, P0_group,
+      start = rebuild_and_accumulate_row_avx2(pairs, s.max_buckets, u_row, grad_row, saved_row, M, scale, P0_group,
                                               P1_group, grad_u_row, out_row);
-      rebuild_rest(s.tables.data() + group * L, u_row, bucket_row, M, L, start, scale, out_row);
-      accumulate_row(s.tables.data() + group * L, u_row, grad_row, bucket_row, M, L, start, s.max_buckets, scale,
+      rebuild_rest(s.tables.data() + group * L, u_row, saved_row, M, L, start, scale, out_row);
+      accumulate_row(s.tables.data() + group * L, u_row, grad_row, saved_row, M, L, start, s.max_buckets, scale,
                      P0_group, P1_group, grad_u_row);
       return;
     }
+  }
 #endif
-  recompute(u_row, bucket_row, group, scale, out_row);
-  backward(u_row, grad_row, bucket_row, group, scale, sums, grad_u_row);
+  recompute(u_row, saved_row, group, scale, out_row);
+  backward(u_row, grad_row, saved_row, group, scale, sums, grad_u_row);
 }
 
 template <class T>

@@ -17,10 +17,13 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
 #include <luna/ops/luna_kernels.h>
+
+#include "luna_psi_lanes.h"
 
 namespace luna::cpu::luna_kernels {
 namespace {
@@ -86,9 +89,10 @@ bool build_channel_union(const std::vector<float>* const kinks[kUnionChannels],
 // code takes over (the last M % 8). Per 8 scalars: the sub-block of 8 kinks that settles each one
 // (a binary search over the blocks' splitters, then a count over its block's three, all permutes
 // in registers), then per scalar one load of its sub-block and two compares against it, and per
-// output pair of scalars two record loads.
+// output pair of scalars two record loads. bucket_row (M, L) receives the channels' buckets and
+// union_row (M, 2 bytes) the union buckets as uint16, each when not null.
 int64_t row_union_avx2(const PsiChannelUnion& u, const float* u_row, int64_t M, int64_t start, float scale,
-                       float* out_row, uint8_t* bucket_row) {
+                       float* out_row, uint8_t* bucket_row, uint8_t* union_row = nullptr) {
   const __m256 scale8 = _mm256_set1_ps(scale);
   const __m256 block_last = _mm256_load_ps(u.block_last);
   const __m256i byte_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
@@ -118,6 +122,10 @@ int64_t row_union_avx2(const PsiChannelUnion& u, const float* u_row, int64_t M, 
       const int at_or_below = _mm256_movemask_ps(_mm256_cmp_ps(kinks, xs, _CMP_LE_OQ));
       union_bucket[s] = 16 * sub_block[s] + std::popcount(unsigned(below)) + std::popcount(unsigned(at_or_below));
       channel_bucket[s] = u.channel_buckets[size_t(union_bucket[s])];
+      if (union_row != nullptr) {
+        const uint16_t saved = uint16_t(union_bucket[s]);  // < 2·256 + 1
+        std::memcpy(union_row + 2 * (start + s), &saved, sizeof saved);
+      }
     }
     // Outputs 8p .. 8p + 7 are scalars 2p and 2p + 1, four channels each: the two records' slopes side
     // by side against the two scalars, each broadcast over its four lanes.
@@ -143,6 +151,65 @@ int64_t row_union_avx2(const PsiChannelUnion& u, const float* u_row, int64_t M, 
                         _mm256_blendv_epi8(_mm256_set1_epi8(char(kMaxStoredBucket)), buckets, mask));
   }
   return start;
+}
+
+// The one-pass rebuild and backward of a row (as rebuild_and_accumulate_row_avx2 in
+// ops/luna_psi_piecewise.cpp) from the union buckets row_union_avx2 saved, M a multiple of 8: each
+// pair of scalars' slopes and intercepts come by two record loads instead of gathers, and each
+// output is recomputed as the forward made it (so also whether it is active, which the forward
+// decided on the same sum). grad_u and the bucket sums take the same operations in the same order
+// as there, so every result has the same bits.
+void rebuild_and_accumulate_union_avx2(const PsiChannelUnion& u, int64_t max_buckets, const float* u_row,
+                                       const float* grad_row, const uint8_t* union_row, int64_t M, float scale,
+                                       double* P0_group, double* P1_group, float* grad_u_row, float* out_row) {
+  const __m256i natural_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // undoes lanes (0, 2, 4, 6 | 1, 3, 5, 7)
+  const __m256 scale8 = _mm256_set1_ps(scale);
+  alignas(32) int32_t channel_bucket[8];  // per scalar, channel ℓ's bucket in byte ℓ: output 4s + ℓ at byte 4s + ℓ
+  alignas(32) double deltas[32], xs[8];   // (8 scalars, 4 channels) δ in float64, and x in float64
+  for (int64_t start = 0; start + 8 <= M; start += 8) {
+    const __m256 x8 = _mm256_loadu_ps(u_row + start);
+    _mm256_store_pd(xs, _mm256_cvtps_pd(_mm256_castps256_ps128(x8)));
+    _mm256_store_pd(xs + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(x8, 1)));
+    uint16_t union_bucket[8];
+    std::memcpy(union_bucket, union_row + 2 * start, sizeof union_bucket);
+    for (int s = 0; s < 8; ++s) channel_bucket[s] = u.channel_buckets[union_bucket[s]];
+    __m256 delta[4], slope[4], active[4];
+    uint32_t active_outputs = 0;  // bit e: output e = 4·scalar + channel of this block
+    for (int p = 0; p < 4; ++p) {  // outputs 8p .. 8p+7: scalars 2p and 2p+1, four channels each
+      const __m256 first = _mm256_load_ps(u.records[union_bucket[2 * p]].slope);
+      const __m256 second = _mm256_load_ps(u.records[union_bucket[2 * p + 1]].slope);
+      slope[p] = _mm256_permute2f128_ps(first, second, 0x20);
+      const __m256 intercept = _mm256_permute2f128_ps(first, second, 0x31);
+      const __m256 x = _mm256_permutevar8x32_ps(
+          x8, _mm256_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1));
+      const __m256 sum = _mm256_fmadd_ps(slope[p], x, intercept);
+      active[p] = _mm256_cmp_ps(sum, _mm256_setzero_ps(), _CMP_GT_OQ);
+      active_outputs |= uint32_t(_mm256_movemask_ps(active[p])) << (8 * p);
+      _mm256_storeu_ps(out_row + start * 4 + 8 * p, _mm256_mul_ps(scale8, _mm256_max_ps(_mm256_setzero_ps(), sum)));
+      delta[p] = _mm256_mul_ps(_mm256_loadu_ps(grad_row + start * 4 + 8 * p), scale8);
+      _mm256_store_pd(deltas + 8 * p, _mm256_cvtps_pd(_mm256_castps256_ps128(delta[p])));
+      _mm256_store_pd(deltas + 8 * p + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(delta[p], 1)));
+    }
+    // grad_u by masked multiply-adds in channel order on channel vectors (interleave4 is its own inverse).
+    __m256 delta_l[4], slope_l[4], active_l[4];
+    interleave4(delta, delta_l);
+    interleave4(slope, slope_l);
+    interleave4(active, active_l);
+    __m256 grad_x = _mm256_setzero_ps();
+    for (int l = 0; l < 4; ++l)
+      grad_x = _mm256_blendv_ps(grad_x, _mm256_fmadd_ps(delta_l[l], slope_l[l], grad_x), active_l[l]);
+    _mm256_storeu_ps(grad_u_row + start, _mm256_permutevar8x32_ps(grad_x, natural_order));
+    // The bucket sums over the active outputs in (scalar, channel) order.
+    uint8_t buckets[32];
+    std::memcpy(buckets, channel_bucket, sizeof buckets);
+    for (; active_outputs != 0; active_outputs &= active_outputs - 1) {
+      const int e = std::countr_zero(active_outputs);
+      const int64_t slot = (e & 3) * max_buckets + buckets[e];
+      const double d = deltas[e];
+      P0_group[slot] += d;
+      P1_group[slot] = std::fma(d, xs[e >> 2], P1_group[slot]);
+    }
+  }
 }
 
 }  // namespace

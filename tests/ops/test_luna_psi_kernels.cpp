@@ -237,8 +237,10 @@ TEST_CASE("ψ rebuilt from its stored buckets equals the forward bit for bit", "
 }
 
 // Every case: the one-pass rebuild and backward (PsiPiecewiseRows::rebuild_and_backward, as the fused
-// attention's backward calls it; 4 channels take a vector path on AVX2) against recompute then
-// backward: the same φ, grad_u and bucket sums, bit for bit, infinities and NaN included.
+// attention's backward calls it, on what forward_for_rebuild saved: union buckets for 4 channels of
+// at most 64 kinks with M a multiple of 8 on AVX2, else the buckets) against recompute then backward
+// on forward's buckets: the same φ, grad_u and bucket sums, bit for bit, infinities and NaN included;
+// and forward_for_rebuild's outputs are forward's.
 void check_rebuild_and_backward_cases(bool avx512) {
   uint32_t seed = 300;
   for (const PsiCase& k : cases()) {
@@ -256,6 +258,8 @@ void check_rebuild_and_backward_cases(bool avx512) {
     std::vector<float> rebuilt_apart(outputs, -1.0f), rebuilt_fused(outputs, -2.0f);
     std::vector<float> grad_u_apart(scalars, -1.0f), grad_u_fused(scalars, -2.0f);
     std::vector<double> sums_apart(sums_size, 0.0), sums_fused(sums_size, 0.0);
+    std::vector<float> forward_for_rebuild(outputs, -3.0f);
+    std::vector<uint8_t> saved(outputs);
     for (int64_t row = 0; row < k.rows; ++row) {
       const float* u_row = d.u.data() + d.shape.u_offset(row);
       const int64_t group = d.shape.group_of_row(row);
@@ -263,11 +267,14 @@ void check_rebuild_and_backward_cases(bool avx512) {
       rows.recompute(u_row, bucket_row, group, 0.25f, rebuilt_apart.data() + row * ML);
       rows.backward(u_row, grad.data() + row * ML, bucket_row, group, 0.25f, sums_apart.data(),
                     grad_u_apart.data() + d.shape.u_offset(row));
-      rows.rebuild_and_backward(u_row, grad.data() + row * ML, bucket_row, group, 0.25f, sums_fused.data(),
-                                grad_u_fused.data() + d.shape.u_offset(row), rebuilt_fused.data() + row * ML);
+      rows.forward_for_rebuild(u_row, group, 0.25f, forward_for_rebuild.data() + row * ML, saved.data() + row * ML);
+      rows.rebuild_and_backward(u_row, grad.data() + row * ML, saved.data() + row * ML, group, 0.25f,
+                                sums_fused.data(), grad_u_fused.data() + d.shape.u_offset(row),
+                                rebuilt_fused.data() + row * ML);
     }
     INFO("avx512 " << avx512 << " rows " << k.rows << " M " << k.M << " L " << k.L << " hidden " << k.hidden
                     << " kink set " << int(k.kinks));
+    REQUIRE(bits(forward_for_rebuild) == bits(f.out));
     REQUIRE(bits(rebuilt_fused) == bits(rebuilt_apart));
     REQUIRE(bits(rebuilt_fused) == bits(f.out));
     REQUIRE(bits(grad_u_fused) == bits(grad_u_apart));
