@@ -98,7 +98,8 @@ class PsiPiecewiseRows {
                 T* grad_u_row) const;
   // forward for callers that will run rebuild_and_backward: the same out_row, and in saved_row (M·L
   // bytes) what that needs: forward's bucket_row, or, where the four channels of a group share one
-  // search (AVX2, M a multiple of 8), each scalar's bucket in the union of their kinks (2 bytes).
+  // search (float32 on AVX2 or AVX-512, M a multiple of 8), each scalar's bucket in the union of
+  // their kinks (2 bytes). Which form depends only on the parameters and the shape.
   void forward_for_rebuild(const T* u_row, int64_t group, T scale, T* out_row, uint8_t* saved_row) const;
   // recompute and backward of one row in one pass (same results) from forward_for_rebuild's saved_row,
   // for callers that have grad_row before they need out_row.

@@ -674,7 +674,8 @@ struct PsiPiecewiseRows<T>::State {
   // (G) four channels of at most kMaxBlockKinks kinks each: the forward's one search per scalar over
   // the union of a group's kinks. Empty otherwise (or when a kink is NaN).
   std::vector<PsiChannelUnion> unions;
-  // forward_for_rebuild saves union buckets (unions, no AVX-512 backward, M a multiple of 8).
+  // forward_for_rebuild saves union buckets (unions, M a multiple of 8). It does on AVX-512 machines
+  // too, so the form of the saved rows does not depend on which vector paths are allowed.
   bool saves_union_buckets = false;
   bool avx512_forward = false, avx512_backward = false;
   bool four_channels = false;             // the vector backward and recompute (AVX-512 or AVX2)
@@ -719,7 +720,7 @@ PsiPiecewiseRows<T>::PsiPiecewiseRows(const PsiParams<T>& params, const PsiShape
           break;
         }
       }
-      s.saves_union_buckets = !s.unions.empty() && !s.avx512_backward && shape.projections % 8 == 0;
+      s.saves_union_buckets = !s.unions.empty() && shape.projections % 8 == 0;
     }
     if (s.four_channels) {
       s.packed_slope.assign(s.tables.size() * size_t(s.max_buckets), 0.0f);
