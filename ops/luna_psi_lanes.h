@@ -21,6 +21,20 @@ inline void interleave4(const __m256 c[4], __m256 out[4]) {
   out[3] = _mm256_shuffle_ps(b, e, 0xEE);
 }
 
+// grad_u of 8 scalars from their 32 outputs' δ, slopes and activity (4 vectors each, in (scalar,
+// channel) order): masked multiply-adds in channel order on channel vectors, stored in scalar order.
+inline void store_grad_u8(const __m256 delta[4], const __m256 slope[4], const __m256 active[4], float* grad_u) {
+  const __m256i natural_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // undoes lanes (0, 2, 4, 6 | 1, 3, 5, 7)
+  __m256 delta_l[4], slope_l[4], active_l[4];
+  interleave4(delta, delta_l);
+  interleave4(slope, slope_l);
+  interleave4(active, active_l);
+  __m256 grad_x = _mm256_setzero_ps();
+  for (int l = 0; l < 4; ++l)
+    grad_x = _mm256_blendv_ps(grad_x, _mm256_fmadd_ps(delta_l[l], slope_l[l], grad_x), active_l[l]);
+  _mm256_storeu_ps(grad_u, _mm256_permutevar8x32_ps(grad_x, natural_order));
+}
+
 }  // namespace
 }  // namespace luna::cpu::luna_kernels
 

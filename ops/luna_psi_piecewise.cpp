@@ -563,7 +563,6 @@ int64_t accumulate_row_avx2(const PiecewiseTable<float>* row_tables, const float
 int64_t rebuild_and_accumulate_row_avx2(const double* pairs, int64_t max_buckets, const float* u_row,
                                         const float* grad_row, const uint8_t* bucket_row, int64_t M, float scale,
                                         double* P0_group, double* P1_group, float* grad_u_row, float* out_row) {
-  const __m256i natural_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // undoes lanes (0, 2, 4, 6 | 1, 3, 5, 7)
   const __m256i channel_offset =
       _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3), _mm256_set1_epi32(int(max_buckets)));
   const __m256 scale8 = _mm256_set1_ps(scale);
@@ -600,15 +599,7 @@ int64_t rebuild_and_accumulate_row_avx2(const double* pairs, int64_t max_buckets
       _mm256_store_pd(deltas + 8 * v, _mm256_cvtps_pd(_mm256_castps256_ps128(delta[v])));
       _mm256_store_pd(deltas + 8 * v + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(delta[v], 1)));
     }
-    // grad_u by masked multiply-adds in channel order on channel vectors (interleave4 is its own inverse).
-    __m256 delta_l[4], slope_l[4], active_l[4];
-    interleave4(delta, delta_l);
-    interleave4(slope, slope_l);
-    interleave4(active, active_l);
-    __m256 grad_x = _mm256_setzero_ps();
-    for (int l = 0; l < 4; ++l)
-      grad_x = _mm256_blendv_ps(grad_x, _mm256_fmadd_ps(delta_l[l], slope_l[l], grad_x), active_l[l]);
-    _mm256_storeu_ps(grad_u_row + start, _mm256_permutevar8x32_ps(grad_x, natural_order));
+    store_grad_u8(delta, slope, active, grad_u_row + start);
     // The bucket sums, as accumulate_row_avx2 walks them.
     const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bucket_row + start * 4));
     uint32_t active_outputs =

@@ -125,14 +125,20 @@ PsiKinkBlocks kink_blocks_of(const std::vector<float>& kinks) {
   return blocks;
 }
 
-inline __m256i buckets8(__m256 x, const PsiKinkBlocks& blocks) {
-  const __m256 every_eighth = _mm256_load_ps(blocks.block[7]);
+// #{j < 7 : splitters[j] < x} per lane for sorted splitters (NaN past the real ones, comparing false
+// as if larger than every x): a branch-free binary search of 3 in-register permutes.
+inline __m256i count_below7(__m256 splitters, __m256 x) {
   __m256i pos = _mm256_setzero_si256();
   for (int half = 4; half >= 1; half /= 2) {
-    const __m256 kink = _mm256_permutevar8x32_ps(every_eighth, _mm256_add_epi32(pos, _mm256_set1_epi32(half - 1)));
+    const __m256 kink = _mm256_permutevar8x32_ps(splitters, _mm256_add_epi32(pos, _mm256_set1_epi32(half - 1)));
     const __m256i below = _mm256_castps_si256(_mm256_cmp_ps(kink, x, _CMP_LT_OQ));
     pos = _mm256_add_epi32(pos, _mm256_and_si256(below, _mm256_set1_epi32(half)));
   }
+  return pos;
+}
+
+inline __m256i buckets8(__m256 x, const PsiKinkBlocks& blocks) {
+  const __m256i pos = count_below7(_mm256_load_ps(blocks.block[7]), x);  // every eighth kink, first 7
   __m256i bucket = _mm256_slli_epi32(pos, 4);
   for (int t = 0; t < 8; ++t) {
     const __m256 kink = _mm256_permutevar8x32_ps(_mm256_load_ps(blocks.block[t]), pos);

@@ -24,6 +24,7 @@
 #include <luna/ops/luna_kernels.h>
 
 #include "luna_psi_lanes.h"
+#include "luna_psi_search.h"
 
 namespace luna::cpu::luna_kernels {
 namespace {
@@ -99,13 +100,8 @@ int64_t row_union_avx2(const PsiChannelUnion& u, const float* u_row, int64_t M, 
   alignas(32) int32_t sub_block[8], union_bucket[8], channel_bucket[8];
   for (; start + 8 <= M; start += 8) {
     const __m256 x = _mm256_loadu_ps(u_row + start);
-    // block = #{j < 7 : U[32j + 31] < x}, branch-free: every kink of earlier blocks is < x.
-    __m256i block = _mm256_setzero_si256();
-    for (int half = 4; half >= 1; half /= 2) {
-      const __m256 kink = _mm256_permutevar8x32_ps(block_last, _mm256_add_epi32(block, _mm256_set1_epi32(half - 1)));
-      const __m256i below = _mm256_castps_si256(_mm256_cmp_ps(kink, x, _CMP_LT_OQ));
-      block = _mm256_add_epi32(block, _mm256_and_si256(below, _mm256_set1_epi32(half)));
-    }
+    // block = #{j < 7 : U[32j + 31] < x}: every kink of earlier blocks is < x.
+    const __m256i block = count_below7(block_last, x);
     // sub-block = 4·block + #{m < 3 : U[32·block + 8m + 7] < x}; a true compare is −1.
     __m256i sub = _mm256_slli_epi32(block, 2);
     for (int m = 0; m < 3; ++m) {
@@ -162,7 +158,6 @@ int64_t row_union_avx2(const PsiChannelUnion& u, const float* u_row, int64_t M, 
 void rebuild_and_accumulate_union_avx2(const PsiChannelUnion& u, int64_t max_buckets, const float* u_row,
                                        const float* grad_row, const uint8_t* union_row, int64_t M, float scale,
                                        double* P0_group, double* P1_group, float* grad_u_row, float* out_row) {
-  const __m256i natural_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // undoes lanes (0, 2, 4, 6 | 1, 3, 5, 7)
   const __m256 scale8 = _mm256_set1_ps(scale);
   alignas(32) int32_t channel_bucket[8];  // per scalar, channel ℓ's bucket in byte ℓ: output 4s + ℓ at byte 4s + ℓ
   alignas(32) double deltas[32], xs[8];   // (8 scalars, 4 channels) δ in float64, and x in float64
@@ -190,15 +185,7 @@ void rebuild_and_accumulate_union_avx2(const PsiChannelUnion& u, int64_t max_buc
       _mm256_store_pd(deltas + 8 * p, _mm256_cvtps_pd(_mm256_castps256_ps128(delta[p])));
       _mm256_store_pd(deltas + 8 * p + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(delta[p], 1)));
     }
-    // grad_u by masked multiply-adds in channel order on channel vectors (interleave4 is its own inverse).
-    __m256 delta_l[4], slope_l[4], active_l[4];
-    interleave4(delta, delta_l);
-    interleave4(slope, slope_l);
-    interleave4(active, active_l);
-    __m256 grad_x = _mm256_setzero_ps();
-    for (int l = 0; l < 4; ++l)
-      grad_x = _mm256_blendv_ps(grad_x, _mm256_fmadd_ps(delta_l[l], slope_l[l], grad_x), active_l[l]);
-    _mm256_storeu_ps(grad_u_row + start, _mm256_permutevar8x32_ps(grad_x, natural_order));
+    store_grad_u8(delta, slope, active, grad_u_row + start);
     // The bucket sums over the active outputs in (scalar, channel) order.
     uint8_t buckets[32];
     std::memcpy(buckets, channel_bucket, sizeof buckets);
