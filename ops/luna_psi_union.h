@@ -1,7 +1,9 @@
-// ψ's AVX2 forward for four channels through one search (ops/luna_psi_piecewise.cpp, its only
+// ψ's AVX2 code for four channels through one search (ops/luna_psi_piecewise.cpp, its only
 // includer): instead of searching each channel's kinks, each scalar searches the union of the four
 // channels' kinks once, and its bucket in the union names a record holding every channel's bucket,
-// slope and intercept. The outputs and stored buckets are the per-channel search's, bit for bit.
+// slope and intercept. The forward's outputs and stored buckets are the per-channel search's, bit
+// for bit; the fused attention's backward rebuilds φ and runs ψ's backward from the union buckets
+// the forward saved (rebuild_and_accumulate_union_avx2), with the per-channel path's bits too.
 //
 // Why it is exact: with U the sorted distinct union (each channel's kinks K_ℓ ⊂ U) and x having
 // n = #{U < x} and e = [x ∈ U], the union bucket is 2n + e, and for every channel
