@@ -3,9 +3,10 @@
 // backward sums δ and δu per bucket and turns them into parameter gradients with prefix sums.
 // float32 (training) runs 8-lane AVX2 code: for four channels of at most 64 kinks each one search
 // per scalar over the union of their kinks (ops/luna_psi_union.h), for other tables of at most 64
-// kinks a search in registers (permutes, no dependent gathers), otherwise a uniform grid that narrows
-// each search to a few gathered compares; float64 (the gradchecks) runs the plain loops. All give the same bits as each
-// other's algorithm would: the searches only skip compares whose outcome they already know.
+// kinks a search in registers (permutes, no dependent gathers), otherwise a uniform grid that
+// narrows each search to a few gathered compares; float64 (the gradchecks) runs the plain loops.
+// All give the same bits as each other's algorithm would: the searches only skip compares whose
+// outcome they already know.
 #include <luna/backends/cpu/cpu_features.h>
 #include <luna/ops/luna_kernel_common.h>
 #include <luna/ops/luna_kernels.h>

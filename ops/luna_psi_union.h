@@ -161,7 +161,8 @@ void rebuild_and_accumulate_union_avx2(const PsiChannelUnion& u, int64_t max_buc
                                        const float* grad_row, const uint8_t* union_row, int64_t M, float scale,
                                        double* P0_group, double* P1_group, float* grad_u_row, float* out_row) {
   const __m256 scale8 = _mm256_set1_ps(scale);
-  alignas(32) int32_t channel_bucket[8];  // per scalar, channel ℓ's bucket in byte ℓ: output 4s + ℓ at byte 4s + ℓ
+  // Per scalar s, channel ℓ's bucket in byte ℓ: output 4s + ℓ's bucket at byte 4s + ℓ.
+  alignas(32) int32_t channel_bucket[8];
   alignas(32) double deltas[32], xs[8];   // (8 scalars, 4 channels) δ in float64, and x in float64
   for (int64_t start = 0; start + 8 <= M; start += 8) {
     const __m256 x8 = _mm256_loadu_ps(u_row + start);

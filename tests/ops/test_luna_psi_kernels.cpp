@@ -1,11 +1,11 @@
 // The exact ReLU ψ kernels (ops/luna_psi_piecewise.cpp) called directly: the float32 vector paths
 // (the kink search in registers for at most 64 kinks, for four such channels one search over the
 // union of their kinks, else through a grid; 8 or 16 lanes, interleaved stores) against the plain
-// loops bit for bit,
-// outputs and stored buckets, over odd sizes (tails of M, every channel count, per-head groups),
-// awkward inputs (exact kinks, ±0, ±inf, NaN, huge and denormal values) and awkward kink sets (none,
-// one, duplicates, clusters, heavy tails, shared across channels, infinite); the backward from saved buckets against the backward
-// that searches again, and ψ rebuilt from the buckets against the forward, also bit for bit.
+// loops bit for bit, outputs and stored buckets, over odd sizes (tails of M, every channel count,
+// per-head groups), awkward inputs (exact kinks, ±0, ±inf, NaN, huge and denormal values) and
+// awkward kink sets (none, one, duplicates, clusters, heavy tails, shared across channels,
+// infinite); the backward from saved buckets against the backward that searches again, and ψ
+// rebuilt from the buckets (or the union buckets) against the forward, also bit for bit.
 #include "test_util.h"
 
 #include <cmath>
