@@ -323,8 +323,7 @@ Tensor fused_luna_attention(const Tensor& u_q, const Tensor& u_k, const Tensor& 
   Tensor out = head_layout_like(v_data, {B, H, Nq, dv}, dtype);                     // (B, H, Nq, dv)
   Tensor denominator = empty_tensor({B, H, Nq}, dtype, uq.device());                 // (B, H, Nq)
   Tensor S_aug = empty_tensor({B, H, F, dv + 1}, dtype, uq.device());                // (B, H, F, dv+1) [S, z]
-  Tensor buckets_q = empty_tensor({B, H, Nq, F}, kUInt8, uq.device());               // (B, H, Nq, F)
-  Tensor buckets_k = empty_tensor({B, H, Nk, F}, kUInt8, uq.device());               // (B, H, Nk, F)
+  Tensor buckets_q, buckets_k;  // (B, H, Nq, saved), (B, H, Nk, saved): what ψ saves per token row
   const kernels::PsiShape psi = psi_shape(o, H);
   const bool per_head = o.per_head;
   const double scale = psi_scale(o);
@@ -332,6 +331,9 @@ Tensor fused_luna_attention(const Tensor& u_q, const Tensor& u_k, const Tensor& 
     using T = scalar_t;
     const kernels::PsiPiecewiseRows<T> rows({a.data_ptr<T>(), c.data_ptr<T>(), g.data_ptr<T>(), e.data_ptr<T>()},
                                             psi);
+    const int64_t saved = rows.saved_row_bytes();
+    buckets_q = empty_tensor({B, H, Nq, saved}, kUInt8, uq.device());
+    buckets_k = empty_tensor({B, H, Nk, saved}, kUInt8, uq.device());
     kernels::luna_attention_forward<T>(head_rows<const T>(uq), head_rows<const T>(uk), head_rows<const T>(v_data),
                                        mask_bytes(mask_data), {&rows, per_head, T(scale)}, shape, eps,
                                        head_rows<T>(out), denominator.data_ptr<T>(), S_aug.data_ptr<T>(),

@@ -96,11 +96,13 @@ class PsiPiecewiseRows {
   // `sums` (bucket_sums_size() doubles per thread, zeroed before the first row).
   void backward(const T* u_row, const T* grad_row, const uint8_t* bucket_row, int64_t group, T scale, double* sums,
                 T* grad_u_row) const;
-  // forward for callers that will run rebuild_and_backward: the same out_row, and in saved_row (M·L
-  // bytes) what that needs: forward's bucket_row, or, where the four channels of a group share one
+  // forward for callers that will run rebuild_and_backward: the same out_row, and in saved_row
+  // (saved_row_bytes()) what that needs: forward's bucket_row, or, where the four channels of a group share one
   // search (float32 on AVX2 or AVX-512, M a multiple of 8), each scalar's bucket in the union of
   // their kinks (2 bytes). Which form depends only on the parameters and the shape.
   void forward_for_rebuild(const T* u_row, int64_t group, T scale, T* out_row, uint8_t* saved_row) const;
+  // The bytes forward_for_rebuild writes per row: 2·M for union buckets, else M·L.
+  int64_t saved_row_bytes() const;
   // recompute and backward of one row in one pass (same results) from forward_for_rebuild's saved_row,
   // for callers that have grad_row before they need out_row.
   void rebuild_and_backward(const T* u_row, const T* grad_row, const uint8_t* saved_row, int64_t group, T scale,
@@ -160,10 +162,10 @@ void linear_attention_backward(HeadRows<const T> grad_out, const T* phi_q, const
 // LUNA attention with ψ (exact ReLU path) fused into the non-causal attention above
 // (ops/luna_linear_attention.cpp): φ(q) and φ(k) are made tile by tile from u_q (B, H, Nq, M) and
 // u_k (B, H, Nk, M), rows possibly strided, inside the per-head loop and never written; what ψ saves
-// to rebuild them (PsiPiecewiseRows::forward_for_rebuild, F bytes per row) goes to buckets_q
-// (B, H, Nq, F) and buckets_k (B, H, Nk, F), for the backward. shape.features is F = M·L. The
-// result equals linear_attention_forward on the φ that psi_forward_piecewise makes, up to the
-// rounding of the tiled sums.
+// to rebuild them (PsiPiecewiseRows::forward_for_rebuild, saved_row_bytes() per row) goes to
+// buckets_q (B, H, Nq, saved_row_bytes()) and buckets_k (B, H, Nk, saved_row_bytes()), for the
+// backward. shape.features is F = M·L. The result equals linear_attention_forward on the φ that
+// psi_forward_piecewise makes, up to the rounding of the tiled sums.
 // Tokens per tile. A tile of φ and one of its gradient (kFusedTile × F each, 64 KB apiece at F = 128)
 // stay in L2; on the benchmark step 128 beat 32, 64 and 256.
 constexpr int64_t kFusedTile = 128;

@@ -279,7 +279,8 @@ void linear_attention_backward(HeadRows<const T> grad_out, const T* phi_q, const
 // LUNA attention with ψ inside: the same products, over tiles of kTile tokens whose φ rows are made
 // by ψ right before they are used and never leave the cache. Only what ψ needs to rebuild them is
 // stored (each feature's bucket, 1 byte, or each scalar's bucket in the union of its four channels'
-// kinks, 2 bytes), so the backward rebuilds each tile with one multiply-add per feature.
+// kinks, 2 bytes: saved_row_bytes() per token), so the backward rebuilds each tile with one
+// multiply-add per feature.
 
 constexpr int64_t kTile = kFusedTile;
 
@@ -290,6 +291,7 @@ void luna_attention_forward(HeadRows<const T> u_q, HeadRows<const T> u_k, HeadRo
                             uint8_t* buckets_k) {
   const int64_t B = shape.batch, H = shape.heads, Nq = shape.queries, Nk = shape.keys, F = shape.features;
   const int64_t dv = shape.value_dim, dv1 = dv + 1, BH = B * H;
+  const int64_t saved = psi.rows->saved_row_bytes();  // per token row of buckets_q and buckets_k
   const bool thin = use_thin(std::is_same_v<T, float>);
   const bool parallel = parallel_heads(shape);
   SingleThreadedBlas single_threaded_blas(parallel && !thin);
@@ -309,7 +311,7 @@ void luna_attention_forward(HeadRows<const T> u_q, HeadRows<const T> u_k, HeadRo
         const int64_t count = std::min(kTile, Nk - first);
         for (int64_t r = 0; r < count; ++r)
           psi.rows->forward_for_rebuild(u_k.at(b, h, first + r), group, psi.scale, phi.data() + r * F,
-                            buckets_k + (bh * Nk + first + r) * F);
+                            buckets_k + (bh * Nk + first + r) * saved);
         values_with_ones(v, key_padding_mask, b, h, Nk, dv, v_aug.data(), first, count);
         product<T>(thin, {phi.data(), 1, F}, {v_aug.data(), dv1, 1}, S, dv1, F, dv, count, first > 0 ? T(1) : T(0));
         for (int64_t r = 0; r < count; ++r) {
@@ -324,7 +326,7 @@ void luna_attention_forward(HeadRows<const T> u_q, HeadRows<const T> u_k, HeadRo
         const int64_t count = std::min(kTile, Nq - first);
         for (int64_t r = 0; r < count; ++r)
           psi.rows->forward_for_rebuild(u_q.at(b, h, first + r), group, psi.scale, phi.data() + r * F,
-                            buckets_q + (bh * Nq + first + r) * F);
+                            buckets_q + (bh * Nq + first + r) * saved);
         T* o = out.at(b, h, first);
         product<T>(thin, {phi.data(), F, 1}, {S, dv1, 1}, o, out.row, count, dv, F);
         divide_by_denominator(phi.data(), count, F, z.data(), eps, o, out.row, dv, denominator + bh * Nq + first);
@@ -341,6 +343,7 @@ void luna_attention_backward(HeadRows<const T> grad_out, HeadRows<const T> u_q, 
                              HeadRows<T> grad_u_k, HeadRows<T> grad_v, const PsiGrads<T>& psi_grads) {
   const int64_t B = shape.batch, H = shape.heads, Nq = shape.queries, Nk = shape.keys, F = shape.features;
   const int64_t dv = shape.value_dim, dv1 = dv + 1, BH = B * H;
+  const int64_t saved = psi.rows->saved_row_bytes();  // per token row of buckets_q and buckets_k
   const bool thin = use_thin(std::is_same_v<T, float>);
   const bool parallel = parallel_heads(shape);
   const int threads = parallel ? omp_get_max_threads() : 1;
@@ -366,7 +369,7 @@ void luna_attention_backward(HeadRows<const T> grad_out, HeadRows<const T> u_q, 
         product<T>(thin, {aug.data(), dv1, 1}, {S, 1, dv1}, grad_phi.data(), F, count, F, dv1);
         for (int64_t r = 0; r < count; ++r)
           psi.rows->rebuild_and_backward(u_q.at(b, h, first + r), grad_phi.data() + r * F,
-                                         buckets_q + (bh * Nq + first + r) * F, group, psi.scale, sums,
+                                         buckets_q + (bh * Nq + first + r) * saved, group, psi.scale, sums,
                                          grad_u_q.at(b, h, first + r), phi.data() + r * F);
         product<T>(thin, {phi.data(), 1, F}, {aug.data(), dv1, 1}, grad_S.data(), dv1, F, dv, count,
                    first > 0 ? T(1) : T(0));
@@ -386,7 +389,7 @@ void luna_attention_backward(HeadRows<const T> grad_out, HeadRows<const T> u_q, 
         product<T>(thin, {aug.data(), dv1, 1}, {grad_S.data(), 1, dv1}, grad_phi.data(), F, count, F, dv1);
         for (int64_t r = 0; r < count; ++r)
           psi.rows->rebuild_and_backward(u_k.at(b, h, first + r), grad_phi.data() + r * F,
-                                         buckets_k + (bh * Nk + first + r) * F, group, psi.scale, sums,
+                                         buckets_k + (bh * Nk + first + r) * saved, group, psi.scale, sums,
                                          grad_u_k.at(b, h, first + r), phi.data() + r * F);
         T* gv = grad_v.at(b, h, first);
         product<T>(thin, {phi.data(), F, 1}, {grad_S.data(), dv1, 1}, gv, grad_v.row, count, dv, F);

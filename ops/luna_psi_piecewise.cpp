@@ -773,6 +773,15 @@ void PsiPiecewiseRows<T>::forward_for_rebuild(const T* u_row, int64_t group, T s
 }
 
 template <class T>
+int64_t PsiPiecewiseRows<T>::saved_row_bytes() const {
+  const PsiShape& shape = state_->shape;
+#if defined(LUNA_PSI_AVX2)
+  if (state_->saves_union_buckets) return 2 * shape.projections;
+#endif
+  return shape.projections * shape.channels;
+}
+
+template <class T>
 void PsiPiecewiseRows<T>::recompute(const T* u_row, const uint8_t* bucket_row, int64_t group, T scale,
                                     T* out_row) const {
   const State& s = *state_;

@@ -259,7 +259,12 @@ void check_rebuild_and_backward_cases(bool avx512) {
     std::vector<float> grad_u_apart(scalars, -1.0f), grad_u_fused(scalars, -2.0f);
     std::vector<double> sums_apart(sums_size, 0.0), sums_fused(sums_size, 0.0);
     std::vector<float> forward_for_rebuild(outputs, -3.0f);
-    std::vector<uint8_t> saved(outputs);
+    // Saved rows packed at their own size and written last row first, so a row written past its
+    // size would spoil the next (and the last one would leave the buffer).
+    const int64_t saved_bytes = rows.saved_row_bytes();
+    const bool union_form = k.L == 4 && k.hidden <= 64 && k.M % 8 == 0;
+    REQUIRE(saved_bytes == (union_form ? 2 * k.M : ML));
+    std::vector<uint8_t> saved(size_t(k.rows * saved_bytes));
     for (int64_t row = 0; row < k.rows; ++row) {
       const float* u_row = d.u.data() + d.shape.u_offset(row);
       const int64_t group = d.shape.group_of_row(row);
@@ -267,8 +272,14 @@ void check_rebuild_and_backward_cases(bool avx512) {
       rows.recompute(u_row, bucket_row, group, 0.25f, rebuilt_apart.data() + row * ML);
       rows.backward(u_row, grad.data() + row * ML, bucket_row, group, 0.25f, sums_apart.data(),
                     grad_u_apart.data() + d.shape.u_offset(row));
-      rows.forward_for_rebuild(u_row, group, 0.25f, forward_for_rebuild.data() + row * ML, saved.data() + row * ML);
-      rows.rebuild_and_backward(u_row, grad.data() + row * ML, saved.data() + row * ML, group, 0.25f,
+    }
+    for (int64_t row = k.rows - 1; row >= 0; --row)
+      rows.forward_for_rebuild(d.u.data() + d.shape.u_offset(row), d.shape.group_of_row(row), 0.25f,
+                               forward_for_rebuild.data() + row * ML, saved.data() + row * saved_bytes);
+    for (int64_t row = 0; row < k.rows; ++row) {
+      const float* u_row = d.u.data() + d.shape.u_offset(row);
+      const int64_t group = d.shape.group_of_row(row);
+      rows.rebuild_and_backward(u_row, grad.data() + row * ML, saved.data() + row * saved_bytes, group, 0.25f,
                                 sums_fused.data(), grad_u_fused.data() + d.shape.u_offset(row),
                                 rebuilt_fused.data() + row * ML);
     }
