@@ -97,9 +97,9 @@ class PsiPiecewiseRows {
   void backward(const T* u_row, const T* grad_row, const uint8_t* bucket_row, int64_t group, T scale, double* sums,
                 T* grad_u_row) const;
   // forward for callers that will run rebuild_and_backward: the same out_row, and in saved_row
-  // (saved_row_bytes()) what that needs: forward's bucket_row, or, where the four channels of a group share one
-  // search (float32 on AVX2 or AVX-512, M a multiple of 8), each scalar's bucket in the union of
-  // their kinks (2 bytes). Which form depends only on the parameters and the shape.
+  // (saved_row_bytes()) what that needs: forward's bucket_row, or, where the four channels of a
+  // group share one search (float32 on AVX2 or AVX-512, M a multiple of 8), each scalar's bucket in
+  // the union of their kinks (2 bytes). Which form depends only on the parameters and the shape.
   void forward_for_rebuild(const T* u_row, int64_t group, T scale, T* out_row, uint8_t* saved_row) const;
   // The bytes forward_for_rebuild writes per row: 2·M for union buckets, else M·L.
   int64_t saved_row_bytes() const;
