@@ -703,10 +703,13 @@ PsiPiecewiseRows<T>::PsiPiecewiseRows(const PsiParams<T>& params, const PsiShape
     if (s.four_channels && few_kinks) {
       s.unions.resize(size_t(shape.groups()));
       for (int64_t group = 0; group < shape.groups(); ++group) {
-        const PiecewiseTable<float>* tables = s.tables.data() + group * 4;
-        const std::vector<float>* kinks[4] = {&tables[0].kinks, &tables[1].kinks, &tables[2].kinks, &tables[3].kinks};
-        const float* pairs[4] = {tables[0].slope_intercept.data(), tables[1].slope_intercept.data(),
-                                 tables[2].slope_intercept.data(), tables[3].slope_intercept.data()};
+        const std::vector<float>* kinks[kUnionChannels];
+        const float* pairs[kUnionChannels];
+        for (int l = 0; l < kUnionChannels; ++l) {
+          const PiecewiseTable<float>& table = s.tables[size_t(group * kUnionChannels + l)];
+          kinks[l] = &table.kinks;
+          pairs[l] = table.slope_intercept.data();
+        }
         if (!build_channel_union(kinks, pairs, s.unions[size_t(group)])) {
           s.unions.clear();
           break;

@@ -119,7 +119,6 @@ int64_t row_union_avx2(const PsiChannelUnion& u, const float* u_row, int64_t M, 
       const int below = _mm256_movemask_ps(_mm256_cmp_ps(kinks, xs, _CMP_LT_OQ));
       const int at_or_below = _mm256_movemask_ps(_mm256_cmp_ps(kinks, xs, _CMP_LE_OQ));
       union_bucket[s] = 16 * sub_block[s] + std::popcount(unsigned(below)) + std::popcount(unsigned(at_or_below));
-      channel_bucket[s] = u.channel_buckets[size_t(union_bucket[s])];
       if (union_row != nullptr) {
         const uint16_t saved = uint16_t(union_bucket[s]);  // < 2·256 + 1
         std::memcpy(union_row + 2 * (start + s), &saved, sizeof saved);
@@ -144,6 +143,7 @@ int64_t row_union_avx2(const PsiChannelUnion& u, const float* u_row, int64_t M, 
     // The active masks as 32 bytes in output order, then each output's channel bucket or the marker.
     const __m256i words = _mm256_packs_epi32(active[0], active[1]), words2 = _mm256_packs_epi32(active[2], active[3]);
     const __m256i mask = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(words, words2), byte_order);
+    for (int s = 0; s < 8; ++s) channel_bucket[s] = u.channel_buckets[size_t(union_bucket[s])];
     const __m256i buckets = _mm256_load_si256(reinterpret_cast<const __m256i*>(channel_bucket));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(bucket_row + start * 4),
                         _mm256_blendv_epi8(_mm256_set1_epi8(char(kMaxStoredBucket)), buckets, mask));
