@@ -657,6 +657,7 @@ struct PsiPiecewiseRows<T>::State {
   PsiParams<T> params;
   std::vector<PiecewiseTable<T>> tables;  // (G·L)
   int64_t max_buckets = 0;                 // 2·Hψ + 1, the stride of the bucket sums
+  int64_t channel_sums = 0;                // G·L·max_buckets: Σδ, then as many of Σδ·x (bucket_sums_size)
 #if defined(LUNA_PSI_AVX2)
   // float32 only. The AVX2 forward searches every table through blocks when all tables have at most
   // kMaxBlockKinks kinks, else through grids.
@@ -685,6 +686,7 @@ PsiPiecewiseRows<T>::PsiPiecewiseRows(const PsiParams<T>& params, const PsiShape
   s.params = params;
   s.tables = build_piecewise_tables(params, shape);
   s.max_buckets = 2 * shape.hidden + 1;
+  s.channel_sums = shape.groups() * shape.channels * s.max_buckets;
 #if defined(LUNA_PSI_AVX2)
   if constexpr (std::is_same_v<T, float>) {
     const bool few_kinks = std::all_of(s.tables.begin(), s.tables.end(), [](const PiecewiseTable<float>& table) {
@@ -738,7 +740,12 @@ PsiPiecewiseRows<T>::~PsiPiecewiseRows() = default;
 
 template <class T>
 int64_t PsiPiecewiseRows<T>::bucket_sums_size() const {
-  return 2 * state_->shape.groups() * state_->shape.channels * state_->max_buckets;
+  const State& s = *state_;
+#if defined(LUNA_PSI_AVX2)
+  // then (G, kUnionSumsPerGroup) per union bucket, for rebuild_and_backward on union buckets
+  if (s.saves_union_buckets) return 2 * s.channel_sums + s.shape.groups() * kUnionSumsPerGroup;
+#endif
+  return 2 * s.channel_sums;
 }
 
 template <class T>
@@ -813,13 +820,13 @@ void PsiPiecewiseRows<T>::rebuild_and_backward(const T* u_row, const T* grad_row
   int64_t start = 0;
 #if defined(LUNA_PSI_AVX2)
   if constexpr (std::is_same_v<T, float>) {
-    double* P0_group = sums + group * L * s.max_buckets;
-    double* P1_group = P0_group + bucket_sums_size() / 2;
     if (s.saves_union_buckets) {  // saved_row holds union buckets
-      rebuild_and_accumulate_union_avx2(s.unions[size_t(group)], s.max_buckets, u_row, grad_row, saved_row, M, scale,
-                                        P0_group, P1_group, grad_u_row, out_row);
+      rebuild_and_accumulate_union_avx2(s.unions[size_t(group)], u_row, grad_row, saved_row, M, scale,
+                                        sums + 2 * s.channel_sums + group * kUnionSumsPerGroup, grad_u_row, out_row);
       return;
     }
+    double* P0_group = sums + group * L * s.max_buckets;
+    double* P1_group = P0_group + s.channel_sums;
     if (s.four_channels && !s.avx512_backward) {
       const double* pairs = reinterpret_cast<const double*>(s.packed_pairs.data()) + group * L * s.max_buckets;
       start = rebuild_and_accumulate_row_avx2(pairs, s.max_buckets, u_row, grad_row, saved_row, M, scale, P0_group,
@@ -841,7 +848,7 @@ void PsiPiecewiseRows<T>::backward(const T* u_row, const T* grad_row, const uint
   const State& s = *state_;
   const int64_t M = s.shape.projections, L = s.shape.channels;
   double* P0_group = sums + group * L * s.max_buckets;
-  double* P1_group = P0_group + bucket_sums_size() / 2;
+  double* P1_group = P0_group + s.channel_sums;
   int64_t start = 0;
 #if defined(LUNA_PSI_AVX2)
   if constexpr (std::is_same_v<T, float>)
@@ -858,8 +865,12 @@ template <class T>
 void PsiPiecewiseRows<T>::parameter_gradients(const double* sums, const PsiGrads<T>& grads) const {
   const State& s = *state_;
   const int64_t hidden = s.shape.hidden, G = s.shape.groups(), L = s.shape.channels;
+#if defined(LUNA_PSI_AVX2)
+  std::vector<double> folded;  // the channel sums with the union sums added
+  if (s.saves_union_buckets) sums = fold_union_sums(s.unions, sums, s.channel_sums, s.max_buckets, folded);
+#endif
   const double* P0 = sums;
-  const double* P1 = sums + bucket_sums_size() / 2;
+  const double* P1 = sums + s.channel_sums;
   std::vector<double> prefix0, prefix1, suffix0, suffix1;  // (buckets + 1): sums over b < k, and b ≥ k
   for (int64_t table_index = 0; table_index < G * L; ++table_index) {
     const PiecewiseTable<T>& table = s.tables[table_index];
@@ -934,10 +945,10 @@ void psi_backward_piecewise(const T* grad_out, const T* u, const uint8_t* saved_
   const int64_t M = shape.projections, L = shape.channels, hidden = shape.hidden;
   const int64_t max_buckets = 2 * hidden + 1;
   // Per thread and (group, channel, bucket): P0 = Σδ and P1 = Σδu, δ the gated upstream gradient.
-  const int64_t sums = rows.bucket_sums_size() / 2;
+  const int64_t sums = rows.state().channel_sums;
   const bool parallel = shape.rows * M * L > kParallelWork;
   const int threads = parallel ? omp_get_max_threads() : 1;
-  ThreadPartials partials(2 * sums, threads);
+  ThreadPartials partials(rows.bucket_sums_size(), threads);
 #pragma omp parallel num_threads(threads) if (parallel)
   {
     double* P0 = partials.slot(omp_get_thread_num());  // (G, L, max_buckets)

@@ -151,28 +151,28 @@ int64_t row_union_avx2(const PsiChannelUnion& u, const float* u_row, int64_t M, 
   return start;
 }
 
+// The fused backward's float64 bucket sums per union bucket: record ub of a group holds channel ℓ's
+// Σδ at [8·ub + ℓ] and Σδ·x at [8·ub + 4 + ℓ] (one cache line), so a scalar adds its four channels'
+// shares with two vector updates instead of a scalar walk over its active outputs.
+// fold_union_sums adds them into the per-channel bucket sums for parameter_gradients.
+constexpr int64_t kUnionSumsPerGroup = 2 * kUnionChannels * (2 * kMaxUnionKinks + 1);
+
 // The one-pass rebuild and backward of a row (as rebuild_and_accumulate_row_avx2 in
 // ops/luna_psi_piecewise.cpp) from the union buckets row_union_avx2 saved, M a multiple of 8: each
 // pair of scalars' slopes and intercepts come by two record loads instead of gathers, and each
 // output is recomputed as the forward made it (so also whether it is active, which the forward
-// decided on the same sum). grad_u and the bucket sums take the same operations in the same order
-// as there, so every result has the same bits.
-void rebuild_and_accumulate_union_avx2(const PsiChannelUnion& u, int64_t max_buckets, const float* u_row,
-                                       const float* grad_row, const uint8_t* union_row, int64_t M, float scale,
-                                       double* P0_group, double* P1_group, float* grad_u_row, float* out_row) {
+// decided on the same sum). φ and grad_u have the per-channel path's bits; the bucket sums go to
+// union_sums (kUnionSumsPerGroup doubles of the row's group), each slot adding its active outputs in
+// the same order, but grouped by union bucket before fold_union_sums adds the groups up.
+void rebuild_and_accumulate_union_avx2(const PsiChannelUnion& u, const float* u_row, const float* grad_row,
+                                       const uint8_t* union_row, int64_t M, float scale, double* union_sums,
+                                       float* grad_u_row, float* out_row) {
   const __m256 scale8 = _mm256_set1_ps(scale);
-  // Per scalar s, channel ℓ's bucket in byte ℓ: output 4s + ℓ's bucket at byte 4s + ℓ.
-  alignas(32) int32_t channel_bucket[8];
-  alignas(32) double deltas[32], xs[8];   // (8 scalars, 4 channels) δ in float64, and x in float64
   for (int64_t start = 0; start + 8 <= M; start += 8) {
     const __m256 x8 = _mm256_loadu_ps(u_row + start);
-    _mm256_store_pd(xs, _mm256_cvtps_pd(_mm256_castps256_ps128(x8)));
-    _mm256_store_pd(xs + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(x8, 1)));
     uint16_t union_bucket[8];
     std::memcpy(union_bucket, union_row + 2 * start, sizeof union_bucket);
-    for (int s = 0; s < 8; ++s) channel_bucket[s] = u.channel_buckets[union_bucket[s]];
     __m256 delta[4], slope[4], active[4];
-    uint32_t active_outputs = 0;  // bit e: output e = 4·scalar + channel of this block
     for (int p = 0; p < 4; ++p) {  // outputs 8p .. 8p+7: scalars 2p and 2p+1, four channels each
       const __m256 first = _mm256_load_ps(u.records[union_bucket[2 * p]].slope);
       const __m256 second = _mm256_load_ps(u.records[union_bucket[2 * p + 1]].slope);
@@ -182,24 +182,49 @@ void rebuild_and_accumulate_union_avx2(const PsiChannelUnion& u, int64_t max_buc
           x8, _mm256_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1));
       const __m256 sum = _mm256_fmadd_ps(slope[p], x, intercept);
       active[p] = _mm256_cmp_ps(sum, _mm256_setzero_ps(), _CMP_GT_OQ);
-      active_outputs |= uint32_t(_mm256_movemask_ps(active[p])) << (8 * p);
       _mm256_storeu_ps(out_row + start * 4 + 8 * p, _mm256_mul_ps(scale8, _mm256_max_ps(_mm256_setzero_ps(), sum)));
       delta[p] = _mm256_mul_ps(_mm256_loadu_ps(grad_row + start * 4 + 8 * p), scale8);
-      _mm256_store_pd(deltas + 8 * p, _mm256_cvtps_pd(_mm256_castps256_ps128(delta[p])));
-      _mm256_store_pd(deltas + 8 * p + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(delta[p], 1)));
     }
     store_grad_u8(delta, slope, active, grad_u_row + start);
-    // The bucket sums over the active outputs in (scalar, channel) order.
-    uint8_t buckets[32];
-    std::memcpy(buckets, channel_bucket, sizeof buckets);
-    for (; active_outputs != 0; active_outputs &= active_outputs - 1) {
-      const int e = std::countr_zero(active_outputs);
-      const int64_t slot = (e & 3) * max_buckets + buckets[e];
-      const double d = deltas[e];
-      P0_group[slot] += d;
-      P1_group[slot] = std::fma(d, xs[e >> 2], P1_group[slot]);
+    // Each scalar's four channels into its union bucket's record, where active: the sums take the
+    // per-channel path's operations (+δ, and fma(δ, x, ·) in float64); blends, not masked δ, keep
+    // an inactive output out even where x is infinite (0·∞ would be NaN).
+    for (int p = 0; p < 4; ++p)
+      for (int half = 0; half < 2; ++half) {
+        const int s = 2 * p + half;
+        const __m128 delta4 = half == 0 ? _mm256_castps256_ps128(delta[p]) : _mm256_extractf128_ps(delta[p], 1);
+        const __m128 active4 = half == 0 ? _mm256_castps256_ps128(active[p]) : _mm256_extractf128_ps(active[p], 1);
+        const __m256d d = _mm256_cvtps_pd(delta4);
+        const __m256d on = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm_castps_si128(active4)));
+        const __m256d x = _mm256_set1_pd(double(u_row[start + s]));
+        double* record = union_sums + 2 * kUnionChannels * union_bucket[s];
+        const __m256d P0 = _mm256_loadu_pd(record), P1 = _mm256_loadu_pd(record + kUnionChannels);
+        _mm256_storeu_pd(record, _mm256_blendv_pd(P0, _mm256_add_pd(P0, d), on));
+        _mm256_storeu_pd(record + kUnionChannels, _mm256_blendv_pd(P1, _mm256_fmadd_pd(d, x, P1), on));
+      }
+  }
+}
+
+// The per-channel sums P0 then P1 (channel_sums doubles each, by group, channel and bucket) with every
+// group's union sums (kUnionSumsPerGroup doubles each, after them) added, union bucket by union
+// bucket, into `folded`; returns its data.
+const double* fold_union_sums(const std::vector<PsiChannelUnion>& unions, const double* sums, int64_t channel_sums,
+                              int64_t max_buckets, std::vector<double>& folded) {
+  folded.assign(sums, sums + 2 * channel_sums);
+  for (size_t group = 0; group < unions.size(); ++group) {
+    const double* union_sums = sums + 2 * channel_sums + int64_t(group) * kUnionSumsPerGroup;
+    double* P0_group = folded.data() + int64_t(group) * kUnionChannels * max_buckets;
+    for (size_t union_bucket = 0; union_bucket < unions[group].channel_buckets.size(); ++union_bucket) {
+      const double* record = union_sums + 2 * kUnionChannels * union_bucket;
+      const uint32_t buckets = uint32_t(unions[group].channel_buckets[union_bucket]);
+      for (int l = 0; l < kUnionChannels; ++l) {
+        const int64_t slot = l * max_buckets + ((buckets >> (8 * l)) & 0xFF);
+        P0_group[slot] += record[l];
+        P0_group[channel_sums + slot] += record[kUnionChannels + l];
+      }
     }
   }
+  return folded.data();
 }
 
 }  // namespace

@@ -236,11 +236,47 @@ TEST_CASE("ψ rebuilt from its stored buckets equals the forward bit for bit", "
   on_each_vector_path(check_recompute_cases);
 }
 
+// ψ's parameter gradients from the bucket sums of every row.
+struct PsiParamGrads {
+  std::vector<float> fc1_weight, fc1_bias, fc2_weight, fc2_bias;
+};
+
+PsiParamGrads parameter_gradients(const PsiPiecewiseRows<float>& rows, const PsiShape& shape,
+                                  const std::vector<double>& sums) {
+  const size_t units = size_t(shape.groups() * shape.channels * shape.hidden);
+  PsiParamGrads g{std::vector<float>(units, -1.0f), std::vector<float>(units, -1.0f), std::vector<float>(units, -1.0f),
+                  std::vector<float>(size_t(shape.groups() * shape.channels), -1.0f)};
+  rows.parameter_gradients(sums.data(), {g.fc1_weight.data(), g.fc1_bias.data(), g.fc2_weight.data(),
+                                         g.fc2_bias.data()});
+  return g;
+}
+
+// Equal within float32 rounding of float64 sums added in another order (2 ulp of the larger, or 1e-30
+// absolute), NaN where the other is NaN; a wrong slot or a dropped term is far outside.
+void require_close(const std::vector<float>& got, const std::vector<float>& want, const char* what) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO(what << "[" << i << "] " << got[i] << " against " << want[i]);
+    if (std::isnan(want[i]) || std::isnan(got[i])) {
+      REQUIRE((std::isnan(want[i]) && std::isnan(got[i])));
+      continue;
+    }
+    if (std::isinf(want[i]) || std::isinf(got[i])) {
+      REQUIRE(got[i] == want[i]);
+      continue;
+    }
+    const float bound = 2.0f * std::numeric_limits<float>::epsilon() * std::max(std::fabs(got[i]), std::fabs(want[i]));
+    REQUIRE(std::fabs(got[i] - want[i]) <= std::max(bound, 1e-30f));
+  }
+}
+
 // Every case: the one-pass rebuild and backward (PsiPiecewiseRows::rebuild_and_backward, as the fused
 // attention's backward calls it, on what forward_for_rebuild saved: union buckets for 4 channels of
 // at most 64 kinks with M a multiple of 8 on AVX2, else the buckets) against recompute then backward
-// on forward's buckets: the same φ, grad_u and bucket sums, bit for bit, infinities and NaN included;
-// and forward_for_rebuild's outputs are forward's.
+// on forward's buckets: the same φ and grad_u, bit for bit, infinities and NaN included, and the same
+// parameter gradients: bit for bit from the same bucket sums where the buckets are saved, within
+// rounding where union buckets are (their float64 sums are added per union bucket first); and
+// forward_for_rebuild's outputs are forward's.
 void check_rebuild_and_backward_cases(bool avx512) {
   uint32_t seed = 300;
   for (const PsiCase& k : cases()) {
@@ -289,7 +325,16 @@ void check_rebuild_and_backward_cases(bool avx512) {
     REQUIRE(bits(rebuilt_fused) == bits(rebuilt_apart));
     REQUIRE(bits(rebuilt_fused) == bits(f.out));
     REQUIRE(bits(grad_u_fused) == bits(grad_u_apart));
-    REQUIRE(bits(sums_fused) == bits(sums_apart));
+    const PsiParamGrads apart = parameter_gradients(rows, d.shape, sums_apart);
+    const PsiParamGrads fused = parameter_gradients(rows, d.shape, sums_fused);
+    if (!union_form) {
+      REQUIRE(bits(sums_fused) == bits(sums_apart));
+      REQUIRE(bits(fused.fc1_weight) == bits(apart.fc1_weight));
+    }
+    require_close(fused.fc1_weight, apart.fc1_weight, "fc1_weight");
+    require_close(fused.fc1_bias, apart.fc1_bias, "fc1_bias");
+    require_close(fused.fc2_weight, apart.fc2_weight, "fc2_weight");
+    require_close(fused.fc2_bias, apart.fc2_bias, "fc2_bias");
   }
 }
 
