@@ -147,6 +147,16 @@ class Backend {
   // grad_in = (grad_out * mask) * scale, mask the uint8 mask of dropout_forward; all contiguous, one
   // shape. The two products run in this order, so the result equals the composed ops bit for bit.
   virtual void dropout_backward(const Tensor& grad_out, const Tensor& mask, double scale, const Tensor& grad_in);
+  // Optional fused dropout(gelu(in)) with the exact GELU (a transformer's FFN activation and its
+  // dropout): out and mask as gelu then dropout_forward would give them, bit for bit, in one pass
+  // over memory; backward grad_in = ((grad_out * mask) * scale) * gelu'(in), again the composition's
+  // bits. All contiguous, one shape. Ops call them only where has_gelu_dropout(dtype) says so and
+  // compose the two ops otherwise.
+  virtual bool has_gelu_dropout(DType dtype) const { return false; }
+  virtual void gelu_dropout_forward(const Tensor& in, const Tensor& out, const Tensor& mask, double p,
+                                    GeneratorState state);
+  virtual void gelu_dropout_backward(const Tensor& grad_out, const Tensor& in, const Tensor& mask, double scale,
+                                     const Tensor& grad_in);
 
  protected:
   [[noreturn]] void missing(const char* kernel) const;

@@ -1,6 +1,7 @@
 // TransformerEncoderLayer / TransformerEncoder: PyTorch's block structure (attention block and
 // feed-forward block, each with residual and dropout, pre- or post-LN) on luna's layers.
 #include <luna/nn/transformer.h>
+#include <luna/ops/nn_functional.h>
 
 namespace luna::nn {
 
@@ -42,7 +43,13 @@ Tensor TransformerEncoderLayerImpl::attention_block(const Tensor& x, const Tenso
 }
 
 Tensor TransformerEncoderLayerImpl::feed_forward_block(const Tensor& x) const {
-  return dropout2(linear2(dropout(activation->forward(linear1(x)))));  // (B, N, D)
+  const Tensor hidden = linear1(x);  // (B, N, dim_feedforward)
+  // The exact GELU and its dropout in one pass: the values, draws and gradients of the two modules.
+  const auto* gelu = dynamic_cast<const GELUImpl*>(activation.get());
+  const Tensor activated = gelu != nullptr && gelu->approximate == "none"
+                               ? gelu_dropout(hidden, dropout->p, dropout->is_training())
+                               : dropout(activation->forward(hidden));
+  return dropout2(linear2(activated));  // (B, N, D)
 }
 
 Tensor TransformerEncoderLayerImpl::forward(const Tensor& x, const Tensor& key_padding_mask) const {

@@ -124,6 +124,27 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* generator) {
   });
 }
 
+Tensor gelu_dropout(const Tensor& x, double p, bool training, Generator* generator) {
+  LUNA_CHECK(x.defined(), "gelu_dropout: input is undefined");
+  LUNA_CHECK(p >= 0.0 && p <= 1.0, "gelu_dropout: probability p must be in [0, 1], got ", p);
+  if (!training || p == 0.0 || p == 1.0 || !x.is_floating_point() || !backend_for(x).has_gelu_dropout(x.dtype()))
+    return dropout(gelu(x), p, training, generator);
+  Generator& gen = generator ? *generator : default_generator();
+  // The draws of dropout on a tensor of x's size.
+  const GeneratorState state = gen.reserve(random_blocks_needed(RandomKind::Uniform, kFloat32, x.numel()));
+  const Tensor input = x.detach().contiguous();
+  Tensor out = empty_tensor(x.sizes(), x.dtype(), x.device());
+  Tensor mask = empty_tensor(x.sizes(), kUInt8, x.device());  // 1 = kept
+  backend_for(out).gelu_dropout_forward(input, out, mask, p, state);
+  const double scale = 1.0 / (1.0 - p);
+  return record("gelu_dropout", out, {x}, {input, mask}, [scale](const Tensor& g, const Saved& s) {
+    const Tensor grad = g.contiguous();
+    Tensor grad_in = empty_tensor(grad.sizes(), grad.dtype(), grad.device());
+    backend_for(grad).gelu_dropout_backward(grad, s[0], s[1], scale, grad_in);
+    return Grads{grad_in};
+  });
+}
+
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntropyOptions& options) {
   check_floating_input(logits, "cross_entropy", "logits");
   LUNA_CHECK(target.defined(), "cross_entropy: target is undefined");

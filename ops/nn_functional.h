@@ -14,6 +14,10 @@ Tensor layer_norm(const Tensor& x, const Dims& normalized_shape, const Tensor& w
                   const Tensor& bias = Tensor(), double eps = 1e-5);
 // Inverted dropout: zeroes with probability p and scales survivors by 1/(1-p) when training.
 Tensor dropout(const Tensor& x, double p = 0.5, bool training = true, Generator* generator = nullptr);
+// dropout(gelu(x), p, training, generator) with the exact GELU, in one pass over memory where the
+// backend has the fused kernel (the CPU), else composed: the same values, mask, random draws and
+// gradients either way. A transformer FFN's activation and its dropout (nn::TransformerEncoderLayer).
+Tensor gelu_dropout(const Tensor& x, double p = 0.5, bool training = true, Generator* generator = nullptr);
 
 struct CrossEntropyOptions {
   int64_t ignore_index = -100;

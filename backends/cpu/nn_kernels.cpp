@@ -2,6 +2,8 @@
 // Each reads a row from memory once and makes its further passes (max, sum, normalise) while the
 // row is still in cache; rows are spread over OpenMP threads.
 #include <luna/backends/cpu/cpu_backend.h>
+#include <luna/backends/cpu/fast_math.h>
+#include <luna/backends/cpu/gelu_exact.h>
 #include <luna/backends/cpu/loops.h>
 #include <luna/backends/cpu/philox_simd.h>
 
@@ -427,6 +429,7 @@ void cross_entropy_backward_rows(const T* logits, const int64_t* target, const T
 
 // Element i keeps its value when the uniform from word i % 4 of Philox block offset + i / 4 is
 // >= p (compared in double), the layout every random fill uses, so any backend draws the same mask.
+// Elements [first, end) of the tensor; in, out and mask point at element `first`.
 template <class T>
 inline void dropout_scalar(const T* in, T* out, uint8_t* mask, int64_t first, int64_t end, double p, T scale,
                            GeneratorState state) {
@@ -434,8 +437,8 @@ inline void dropout_scalar(const T* in, T* out, uint8_t* mask, int64_t first, in
     const PhiloxBlock words = philox4x32_10(state.seed, state.offset + uint64_t(b));
     for (int64_t e = std::max(first, 4 * b); e < std::min(end, 4 * b + 4); ++e) {
       const bool keep = double(uniform_float(words[size_t(e - 4 * b)])) >= p;
-      mask[e] = uint8_t(keep);
-      out[e] = keep ? in[e] * scale : T(0);
+      mask[e - first] = uint8_t(keep);
+      out[e - first] = keep ? in[e - first] * scale : T(0);
     }
   }
 }
@@ -443,10 +446,12 @@ inline void dropout_scalar(const T* in, T* out, uint8_t* mask, int64_t first, in
 // Elements per vector step: 8 Philox blocks of 4 words.
 constexpr int64_t kDropoutGroup = 32;
 
+// Dropout of elements [first, end) of the tensor, first a multiple of kDropoutGroup; in, out and mask
+// point at element `first`. Whole groups by vectors where there are some, the rest as dropout_scalar.
 template <class T>
-void dropout_elements(const T* in, T* out, uint8_t* mask, int64_t n, double p, GeneratorState state) {
-  const T scale = T(1.0 / (1.0 - p));
-  const int64_t groups = n / kDropoutGroup;
+inline void dropout_run(const T* in, T* out, uint8_t* mask, int64_t first, int64_t end, double p, T scale,
+                        GeneratorState state) {
+  int64_t done = first;
 #if defined(LUNA_HAVE_PHILOX_SIMD)
   if constexpr (std::is_same_v<T, float>) {
     // uniform_float(w) = (w >> 8) / 2^24 exactly, so uniform >= p (in double) is the integer test
@@ -454,17 +459,16 @@ void dropout_elements(const T* in, T* out, uint8_t* mask, int64_t n, double p, G
     const __m256i below = _mm256_set1_epi32(int(std::ceil(p * 16777216.0)) - 1);
     const __m256 scale8 = _mm256_set1_ps(scale);
     const __m256i ones = _mm256_set1_epi8(1);
-#pragma omp parallel for if (worth_parallel(groups, n)) schedule(static)
-    for (int64_t g = 0; g < groups; ++g) {
+    for (; done + kDropoutGroup <= end; done += kDropoutGroup) {
       __m256i words[4];
-      philox_simd::philox8_elements(state.seed, state.offset + uint64_t(8 * g), words);
-      const int64_t first = g * kDropoutGroup;
+      philox_simd::philox8_elements(state.seed, state.offset + uint64_t(done / 4), words);
+      const int64_t at = done - first;
       __m256i keep[4];
       for (int v = 0; v < 4; ++v) {
         keep[v] = _mm256_cmpgt_epi32(_mm256_srli_epi32(words[v], 8), below);  // all ones = keep
-        const __m256 x = _mm256_loadu_ps(in + first + 8 * v);
+        const __m256 x = _mm256_loadu_ps(in + at + 8 * v);
         // keep ? x·scale : +0, as the scalar path (x·scale is rounded the same way).
-        _mm256_storeu_ps(out + first + 8 * v, _mm256_and_ps(_mm256_mul_ps(x, scale8), _mm256_castsi256_ps(keep[v])));
+        _mm256_storeu_ps(out + at + 8 * v, _mm256_and_ps(_mm256_mul_ps(x, scale8), _mm256_castsi256_ps(keep[v])));
       }
       // 32 lanes of 0 / -1 to 32 bytes of 0 / 1; the packs work per 128-bit half, the permute
       // restores element order.
@@ -472,16 +476,24 @@ void dropout_elements(const T* in, T* out, uint8_t* mask, int64_t n, double p, G
       const __m256i words16b = _mm256_packs_epi32(keep[2], keep[3]);
       const __m256i bytes = _mm256_packs_epi16(words16, words16b);
       const __m256i ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(mask + first), _mm256_and_si256(ordered, ones));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(mask + at), _mm256_and_si256(ordered, ones));
     }
-    dropout_scalar(in, out, mask, groups * kDropoutGroup, n, p, scale, state);
-    return;
   }
 #endif
-  const int64_t chunks = (n + kDropoutGroup - 1) / kDropoutGroup;
+  if (done < end) dropout_scalar(in + (done - first), out + (done - first), mask + (done - first), done, end, p, scale,
+                                 state);
+}
+
+template <class T>
+void dropout_elements(const T* in, T* out, uint8_t* mask, int64_t n, double p, GeneratorState state) {
+  const T scale = T(1.0 / (1.0 - p));
+  const int64_t chunk = 8192;  // elements per task, a multiple of kDropoutGroup
+  const int64_t chunks = (n + chunk - 1) / chunk;
 #pragma omp parallel for if (worth_parallel(chunks, n)) schedule(static)
-  for (int64_t c = 0; c < chunks; ++c)
-    dropout_scalar(in, out, mask, c * kDropoutGroup, std::min(n, (c + 1) * kDropoutGroup), p, scale, state);
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t first = c * chunk, end = std::min(n, first + chunk);
+    dropout_run(in + first, out + first, mask + first, first, end, p, scale, state);
+  }
 }
 
 // grad_in = (grad_out · mask) · scale, the two products of the composed formula in the same order,
@@ -494,6 +506,56 @@ void dropout_backward_elements(const T* grad_out, const uint8_t* mask, T scale, 
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t end = std::min(n, (c + 1) * chunk);
     for (int64_t i = c * chunk; i < end; ++i) grad_in[i] = (grad_out[i] * T(mask[i])) * scale;
+  }
+}
+
+// ---- dropout(gelu(x)), the exact GELU ----
+
+// Elements per task: a multiple of kDropoutGroup (each task draws the Philox blocks the whole-tensor
+// dropout draws for its elements), small enough that its GELU values stay in L1 until dropped.
+constexpr int64_t kGeluDropoutChunk = 2048;
+
+// out[i] = gelu(in[i]) as the unary GELU kernel computes it (fast::gelu8 for float32, lane by lane,
+// so any alignment of the chunk gives the same bits; gelu_exact otherwise).
+template <class T>
+inline void gelu_values(const T* in, T* out, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    fast::map_row([](fast::F8 v) { return fast::gelu8(v); }, in, 1, out, 1, n);
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] = gelu_exact(in[i]);
+  }
+}
+
+template <class T>
+void gelu_dropout_elements(const T* in, T* out, uint8_t* mask, int64_t n, double p, GeneratorState state) {
+  const T scale = T(1.0 / (1.0 - p));
+  const int64_t chunks = (n + kGeluDropoutChunk - 1) / kGeluDropoutChunk;
+#pragma omp parallel for if (worth_parallel(chunks, n)) schedule(static)
+  for (int64_t c = 0; c < chunks; ++c) {
+    T activated[kGeluDropoutChunk];  // (chunk) gelu of the chunk's elements
+    const int64_t first = c * kGeluDropoutChunk, end = std::min(n, first + kGeluDropoutChunk);
+    gelu_values(in + first, activated, end - first);
+    dropout_run(activated, out + first, mask + first, first, end, p, scale, state);
+  }
+}
+
+// grad_in = ((grad_out · mask) · scale) · gelu'(x): dropout's backward, then the GELU's (which
+// multiplies the incoming gradient by the derivative), the same operations in the same order.
+template <class T>
+void gelu_dropout_backward_elements(const T* grad_out, const T* in, const uint8_t* mask, T scale, T* grad_in,
+                                    int64_t n) {
+  const int64_t chunks = (n + kGeluDropoutChunk - 1) / kGeluDropoutChunk;
+#pragma omp parallel for if (worth_parallel(chunks, n)) schedule(static)
+  for (int64_t c = 0; c < chunks; ++c) {
+    T dropped[kGeluDropoutChunk];  // (chunk) the gradient through the dropout
+    const int64_t first = c * kGeluDropoutChunk, count = std::min(n, first + kGeluDropoutChunk) - first;
+    for (int64_t i = 0; i < count; ++i) dropped[i] = (grad_out[first + i] * T(mask[first + i])) * scale;
+    if constexpr (std::is_same_v<T, float>) {
+      fast::map_row([](fast::F8 xv, fast::F8 gv) { return gv * fast::gelu_grad8(xv); }, in + first, 1, dropped, 1,
+                    grad_in + first, 1, count);
+    } else {
+      for (int64_t i = 0; i < count; ++i) grad_in[first + i] = dropped[i] * gelu_exact_grad(in[first + i]);
+    }
   }
 }
 
@@ -598,6 +660,22 @@ void CpuBackend::dropout_backward(const Tensor& grad_out, const Tensor& mask, do
   LUNA_DISPATCH_FLOAT(grad_out.dtype(), "dropout backward", [&] {
     dropout_backward_elements(grad_out.data_ptr<scalar_t>(), mask.data_ptr<uint8_t>(), scalar_t(scale),
                               grad_in.data_ptr<scalar_t>(), grad_out.numel());
+  });
+}
+
+void CpuBackend::gelu_dropout_forward(const Tensor& in, const Tensor& out, const Tensor& mask, double p,
+                                      GeneratorState state) {
+  LUNA_DISPATCH_FLOAT(in.dtype(), "gelu_dropout", [&] {
+    gelu_dropout_elements(in.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), mask.data_ptr<uint8_t>(), in.numel(), p,
+                          state);
+  });
+}
+
+void CpuBackend::gelu_dropout_backward(const Tensor& grad_out, const Tensor& in, const Tensor& mask, double scale,
+                                       const Tensor& grad_in) {
+  LUNA_DISPATCH_FLOAT(grad_out.dtype(), "gelu_dropout backward", [&] {
+    gelu_dropout_backward_elements(grad_out.data_ptr<scalar_t>(), in.data_ptr<scalar_t>(), mask.data_ptr<uint8_t>(),
+                                   scalar_t(scale), grad_in.data_ptr<scalar_t>(), grad_out.numel());
   });
 }
 

@@ -1,6 +1,7 @@
 // CPU unary elementwise kernels and their derivatives, plus where().
 #include <luna/backends/cpu/cpu_backend.h>
 #include <luna/backends/cpu/fast_math.h>
+#include <luna/backends/cpu/gelu_exact.h>
 #include <luna/backends/cpu/loops.h>
 
 #include <cmath>
@@ -8,7 +9,6 @@
 namespace luna::cpu {
 namespace {
 
-constexpr double kSqrt1_2 = 0.70710678118654752440;
 constexpr double kSqrt2OverPi = 0.79788456080286535588;
 constexpr double kInvSqrt2Pi = 0.39894228040143267794;
 
@@ -76,7 +76,7 @@ void unary_float(UnaryOp op, const Tensor& in, const Tensor& out, const UnaryPar
     case UnaryOp::Gelu:
       // float32: an 8-lane erf (|error| < 4e-7, fast_math.h); std::erf is a scalar libm call.
       if constexpr (std::is_same_v<T, float>) return map1_f32x8(in, out, [](fast::F8 v) { return fast::gelu8(v); });
-      return map1<T>(in, out, [](T x) { return T(0.5) * x * (T(1) + std::erf(x * T(kSqrt1_2))); });
+      return map1<T>(in, out, [](T x) { return gelu_exact(x); });
     case UnaryOp::GeluTanh:
       return map1<T>(in, out, [](T x) {
         return T(0.5) * x * (T(1) + std::tanh(T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x)));
@@ -157,11 +157,7 @@ void unary_grad(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& g, c
     case UnaryOp::Gelu:
       if constexpr (std::is_same_v<T, float>)
         return grad_f32x8(x, g, out, [](fast::F8 v) { return fast::gelu_grad8(v); });
-      return map3<T>(x, y, g, out, [](T xv, T, T gv) {
-        const T cdf = T(0.5) * (T(1) + std::erf(xv * T(kSqrt1_2)));
-        const T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * xv * xv);
-        return gv * (cdf + xv * pdf);
-      });
+      return map3<T>(x, y, g, out, [](T xv, T, T gv) { return gv * gelu_exact_grad(xv); });
     case UnaryOp::GeluTanh:
       return map3<T>(x, y, g, out, [](T xv, T, T gv) {
         const T inner = T(kSqrt2OverPi) * (xv + T(0.044715) * xv * xv * xv);
