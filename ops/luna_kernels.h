@@ -112,6 +112,7 @@ class PsiPiecewiseRows {
   void parameter_gradients(const double* sums, const PsiGrads<T>& grads) const;
 
   const State& state() const { return *state_; }
+  const PsiShape& shape() const;
 
  private:
   std::unique_ptr<State> state_;

@@ -739,6 +739,11 @@ template <class T>
 PsiPiecewiseRows<T>::~PsiPiecewiseRows() = default;
 
 template <class T>
+const PsiShape& PsiPiecewiseRows<T>::shape() const {
+  return state_->shape;
+}
+
+template <class T>
 int64_t PsiPiecewiseRows<T>::bucket_sums_size() const {
   const State& s = *state_;
 #if defined(LUNA_PSI_AVX2)
