@@ -99,21 +99,28 @@ int64_t row_union_avx2(const PsiChannelUnion& u, const float* u_row, int64_t M, 
   const __m256 scale8 = _mm256_set1_ps(scale);
   const __m256 block_last = _mm256_load_ps(u.block_last);
   const __m256i byte_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-  alignas(32) int32_t sub_block[8], union_bucket[8], channel_bucket[8];
-  for (; start + 8 <= M; start += 8) {
-    const __m256 x = _mm256_loadu_ps(u_row + start);
-    // block = #{j < 7 : U[32j + 31] < x}: every kink of earlier blocks is < x.
-    const __m256i block = count_below7(block_last, x);
-    // sub-block = 4·block + #{m < 3 : U[32·block + 8m + 7] < x}; a true compare is −1.
-    __m256i sub = _mm256_slli_epi32(block, 2);
-    for (int m = 0; m < 3; ++m) {
-      const __m256 kink = _mm256_permutevar8x32_ps(_mm256_load_ps(u.sub_block_last[m]), block);
-      sub = _mm256_sub_epi32(sub, _mm256_castps_si256(_mm256_cmp_ps(kink, x, _CMP_LT_OQ)));
+  // Up to kUnionPass groups of 8 scalars go through each phase before the next phase starts: each
+  // group's splitter search is a chain of dependent permutes and compares, and chains of different
+  // groups then overlap instead of waiting behind a whole group's work.
+  constexpr int kUnionPass = 4;
+  alignas(32) int32_t sub_block[8 * kUnionPass], union_bucket[8 * kUnionPass], channel_bucket[8];
+  while (start + 8 <= M) {
+    const int groups = int(std::min<int64_t>(kUnionPass, (M - start) / 8));
+    for (int group = 0; group < groups; ++group) {
+      const __m256 x = _mm256_loadu_ps(u_row + start + 8 * group);
+      // block = #{j < 7 : U[32j + 31] < x}: every kink of earlier blocks is < x.
+      const __m256i block = count_below7(block_last, x);
+      // sub-block = 4·block + #{m < 3 : U[32·block + 8m + 7] < x}; a true compare is −1.
+      __m256i sub = _mm256_slli_epi32(block, 2);
+      for (int m = 0; m < 3; ++m) {
+        const __m256 kink = _mm256_permutevar8x32_ps(_mm256_load_ps(u.sub_block_last[m]), block);
+        sub = _mm256_sub_epi32(sub, _mm256_castps_si256(_mm256_cmp_ps(kink, x, _CMP_LT_OQ)));
+      }
+      _mm256_store_si256(reinterpret_cast<__m256i*>(sub_block + 8 * group), sub);
     }
-    _mm256_store_si256(reinterpret_cast<__m256i*>(sub_block), sub);
     // Every kink before the sub-block is < x and, unless it is the last, every one after it is ≥ x:
     // its 8 kinks settle the bucket 2·#{U < x} + [x ∈ U] = 16·sub-block + Σ [kink < x] + [kink ≤ x].
-    for (int s = 0; s < 8; ++s) {
+    for (int s = 0; s < 8 * groups; ++s) {
       const __m256 kinks = _mm256_load_ps(u.kinks + 8 * sub_block[s]);
       const __m256 xs = _mm256_set1_ps(u_row[start + s]);
       const int below = _mm256_movemask_ps(_mm256_cmp_ps(kinks, xs, _CMP_LT_OQ));
@@ -124,29 +131,35 @@ int64_t row_union_avx2(const PsiChannelUnion& u, const float* u_row, int64_t M, 
         std::memcpy(union_row + 2 * (start + s), &saved, sizeof saved);
       }
     }
-    // Outputs 8p .. 8p + 7 are scalars 2p and 2p + 1, four channels each: the two records' slopes side
-    // by side against the two scalars, each broadcast over its four lanes.
-    __m256i active[4];
-    for (int p = 0; p < 4; ++p) {
-      const __m256 first = _mm256_load_ps(u.records[size_t(union_bucket[2 * p])].slope);
-      const __m256 second = _mm256_load_ps(u.records[size_t(union_bucket[2 * p + 1])].slope);
-      const __m256 slope = _mm256_permute2f128_ps(first, second, 0x20);
-      const __m256 intercept = _mm256_permute2f128_ps(first, second, 0x31);
-      const __m256 xx = _mm256_permutevar8x32_ps(
-          x, _mm256_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1));
-      const __m256 sum = _mm256_fmadd_ps(slope, xx, intercept);
-      // relu as max(0, s) keeps NaN (maxps returns its second operand) and −0, as the other paths do.
-      active[p] = _mm256_castps_si256(_mm256_cmp_ps(sum, _mm256_setzero_ps(), _CMP_GT_OQ));
-      _mm256_storeu_ps(out_row + start * 4 + 8 * p, _mm256_mul_ps(scale8, _mm256_max_ps(_mm256_setzero_ps(), sum)));
+    for (int group = 0; group < groups; ++group, start += 8) {
+      const __m256 x = _mm256_loadu_ps(u_row + start);
+      const int32_t* group_bucket = union_bucket + 8 * group;
+      // Outputs 8p .. 8p + 7 are scalars 2p and 2p + 1, four channels each: the two records' slopes
+      // side by side against the two scalars, each broadcast over its four lanes.
+      __m256i active[4];
+      for (int p = 0; p < 4; ++p) {
+        const __m256 first = _mm256_load_ps(u.records[size_t(group_bucket[2 * p])].slope);
+        const __m256 second = _mm256_load_ps(u.records[size_t(group_bucket[2 * p + 1])].slope);
+        const __m256 slope = _mm256_permute2f128_ps(first, second, 0x20);
+        const __m256 intercept = _mm256_permute2f128_ps(first, second, 0x31);
+        const __m256 xx = _mm256_permutevar8x32_ps(
+            x, _mm256_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1));
+        const __m256 sum = _mm256_fmadd_ps(slope, xx, intercept);
+        // relu as max(0, s) keeps NaN (maxps returns its second operand) and −0, as the other paths do.
+        active[p] = _mm256_castps_si256(_mm256_cmp_ps(sum, _mm256_setzero_ps(), _CMP_GT_OQ));
+        _mm256_storeu_ps(out_row + start * 4 + 8 * p,
+                         _mm256_mul_ps(scale8, _mm256_max_ps(_mm256_setzero_ps(), sum)));
+      }
+      if (bucket_row == nullptr) continue;
+      // The active masks as 32 bytes in output order, then each output's channel bucket or the marker.
+      const __m256i words = _mm256_packs_epi32(active[0], active[1]);
+      const __m256i words2 = _mm256_packs_epi32(active[2], active[3]);
+      const __m256i mask = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(words, words2), byte_order);
+      for (int s = 0; s < 8; ++s) channel_bucket[s] = u.channel_buckets[size_t(group_bucket[s])];
+      const __m256i buckets = _mm256_load_si256(reinterpret_cast<const __m256i*>(channel_bucket));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(bucket_row + start * 4),
+                          _mm256_blendv_epi8(_mm256_set1_epi8(char(kMaxStoredBucket)), buckets, mask));
     }
-    if (bucket_row == nullptr) continue;
-    // The active masks as 32 bytes in output order, then each output's channel bucket or the marker.
-    const __m256i words = _mm256_packs_epi32(active[0], active[1]), words2 = _mm256_packs_epi32(active[2], active[3]);
-    const __m256i mask = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(words, words2), byte_order);
-    for (int s = 0; s < 8; ++s) channel_bucket[s] = u.channel_buckets[size_t(union_bucket[s])];
-    const __m256i buckets = _mm256_load_si256(reinterpret_cast<const __m256i*>(channel_bucket));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(bucket_row + start * 4),
-                        _mm256_blendv_epi8(_mm256_set1_epi8(char(kMaxStoredBucket)), buckets, mask));
   }
   return start;
 }
