@@ -1,10 +1,12 @@
-// Lane orders of ψ's AVX2 code for four channels (ops/luna_psi_piecewise.cpp and
+// Lane orders of ψ's AVX2 (and AVX-512) code for four channels (ops/luna_psi_piecewise.cpp and
 // ops/luna_psi_union.h): outputs lie in (scalar, channel) order, 8 to a vector (scalars 2v and 2v + 1,
 // four channels each), while per-channel work wants one channel per vector.
 #pragma once
 
 #if defined(LUNA_PSI_AVX2)
 #include <immintrin.h>
+
+#include <luna/backends/cpu/cpu_features.h>
 
 namespace luna::cpu::luna_kernels {
 namespace {
@@ -19,6 +21,24 @@ inline void interleave4(const __m256 c[4], __m256 out[4]) {
   out[1] = _mm256_shuffle_ps(a, d, 0xEE);
   out[2] = _mm256_shuffle_ps(b, e, 0x44);
   out[3] = _mm256_shuffle_ps(b, e, 0xEE);
+}
+
+// 32 int32 lanes in element order (values 0..255) to 32 bytes.
+inline __m256i pack_bytes(const __m256i v[4]) {
+  const __m256i words = _mm256_packs_epi32(v[0], v[1]), words2 = _mm256_packs_epi32(v[2], v[3]);
+  const __m256i bytes = _mm256_packus_epi16(words, words2);  // per 128-bit half: dwords 0, 2, 4, 6 | 1, 3, 5, 7
+  return _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// Four channel vectors to (scalar, channel) order, 16 scalars: out[v] holds scalars 4v .. 4v+3 when
+// lane 4L + v of the inputs holds scalar 4v + L (the load permutes them so).
+LUNA_TARGET_AVX512 inline void interleave4x16(const __m512 c[4], __m512 out[4]) {
+  const __m512 a = _mm512_unpacklo_ps(c[0], c[1]), b = _mm512_unpackhi_ps(c[0], c[1]);
+  const __m512 d = _mm512_unpacklo_ps(c[2], c[3]), e = _mm512_unpackhi_ps(c[2], c[3]);
+  out[0] = _mm512_shuffle_ps(a, d, 0x44);
+  out[1] = _mm512_shuffle_ps(a, d, 0xEE);
+  out[2] = _mm512_shuffle_ps(b, e, 0x44);
+  out[3] = _mm512_shuffle_ps(b, e, 0xEE);
 }
 
 // grad_u of 8 scalars from their 32 outputs' δ, slopes and activity (4 vectors each, in (scalar,

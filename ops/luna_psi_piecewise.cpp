@@ -231,13 +231,6 @@ inline Psi8 psi8(__m256 x, const Search& search, const PiecewiseTable<float>& ta
   return psi8_of_bucket(x, buckets8(x, search), table, scale);
 }
 
-// 32 int32 lanes in element order (values 0..255) to 32 bytes.
-inline __m256i pack_bytes(const __m256i v[4]) {
-  const __m256i words = _mm256_packs_epi32(v[0], v[1]), words2 = _mm256_packs_epi32(v[2], v[3]);
-  const __m256i bytes = _mm256_packus_epi16(words, words2);  // per 128-bit half: dwords 0, 2, 4, 6 | 1, 3, 5, 7
-  return _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-}
-
 // ψ of one row's scalars [start, M), all channels, 8 at a time; searches (L) are the row's
 // tables' PsiGrid or PsiKinkBlocks.
 template <class Search>
@@ -322,17 +315,6 @@ LUNA_TARGET_AVX512 inline __m512i buckets16(__m512 x, const __m512 group[4]) {
     bucket = _mm512_mask_add_epi32(bucket, _mm512_cmp_ps_mask(kink, x, _CMP_LE_OQ), bucket, one);
   }
   return bucket;
-}
-
-// Four channel vectors to (scalar, channel) order, 16 scalars: out[v] holds scalars 4v .. 4v+3 when
-// lane 4L + v of the inputs holds scalar 4v + L (the load permutes them so).
-LUNA_TARGET_AVX512 inline void interleave4x16(const __m512 c[4], __m512 out[4]) {
-  const __m512 a = _mm512_unpacklo_ps(c[0], c[1]), b = _mm512_unpackhi_ps(c[0], c[1]);
-  const __m512 d = _mm512_unpacklo_ps(c[2], c[3]), e = _mm512_unpackhi_ps(c[2], c[3]);
-  out[0] = _mm512_shuffle_ps(a, d, 0x44);
-  out[1] = _mm512_shuffle_ps(a, d, 0xEE);
-  out[2] = _mm512_shuffle_ps(b, e, 0x44);
-  out[3] = _mm512_shuffle_ps(b, e, 0xEE);
 }
 
 // One row's scalars in steps of 16 (4 channels); returns where the AVX2 code takes over.
@@ -739,9 +721,7 @@ template <class T>
 PsiPiecewiseRows<T>::~PsiPiecewiseRows() = default;
 
 template <class T>
-const PsiShape& PsiPiecewiseRows<T>::shape() const {
-  return state_->shape;
-}
+const PsiShape& PsiPiecewiseRows<T>::shape() const { return state_->shape; }
 
 template <class T>
 int64_t PsiPiecewiseRows<T>::bucket_sums_size() const {
