@@ -103,8 +103,10 @@ class PsiPiecewiseRows {
   void forward_for_rebuild(const T* u_row, int64_t group, T scale, T* out_row, uint8_t* saved_row) const;
   // The bytes forward_for_rebuild writes per row: 2·M for union buckets, else M·L.
   int64_t saved_row_bytes() const;
-  // recompute and backward of one row in one pass (same results) from forward_for_rebuild's saved_row,
-  // for callers that have grad_row before they need out_row.
+  // recompute and backward of one row in one pass from forward_for_rebuild's saved_row, for callers
+  // that have grad_row before they need out_row: the same out_row and grad_u_row, and `sums` that
+  // give the same parameter gradients (bit for bit from saved buckets; from union buckets, which
+  // sum per union bucket first, to rounding).
   void rebuild_and_backward(const T* u_row, const T* grad_row, const uint8_t* saved_row, int64_t group, T scale,
                             double* sums, T* grad_u_row, T* out_row) const;
   int64_t bucket_sums_size() const;
