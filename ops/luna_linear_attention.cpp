@@ -39,9 +39,21 @@ struct Matrix {
   int64_t rs, cs;
 };
 
-// C (m×n, row stride ldc) = A·B + beta·C, beta 0 or 1, on the calling thread.
+// B of a product that every tile of a head repeats (Sᵀ, ∂Sᵀ), packed once per head for the thin GEMM
+// (float32); empty otherwise, and then `product` takes B as it lies.
 template <class T>
-void product(bool thin, Matrix<T> a, Matrix<T> b, T* c, int64_t ldc, int64_t m, int64_t n, int64_t k, T beta = 0) {
+void pack_for_tiles(bool thin, Matrix<T> b, int64_t k, int64_t n, std::vector<float>& packed) {
+  packed.clear();
+  if constexpr (std::is_same_v<T, float>) {
+    if (thin && k > 0) sgemm_thin_pack_b(b.data, b.rs, b.cs, k, n, packed);
+  }
+}
+
+// C (m×n, row stride ldc) = A·B + beta·C, beta 0 or 1, on the calling thread; B from `packed_b` (the
+// same B packed by pack_for_tiles) when that is not empty.
+template <class T>
+void product(bool thin, Matrix<T> a, Matrix<T> b, T* c, int64_t ldc, int64_t m, int64_t n, int64_t k, T beta = 0,
+             const std::vector<float>* packed_b = nullptr) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     if (beta == T(0))
@@ -49,6 +61,8 @@ void product(bool thin, Matrix<T> a, Matrix<T> b, T* c, int64_t ldc, int64_t m, 
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
+    if (thin && packed_b != nullptr && !packed_b->empty())
+      return sgemm_thin_serial_packed(a.data, a.rs, a.cs, *packed_b, c, ldc, m, n, k, 1.0f, beta);
     if (thin) return sgemm_thin_serial(a.data, a.rs, a.cs, b.data, b.rs, b.cs, c, ldc, m, n, k, 1.0f, beta);
   }
   // BLAS: a unit column stride is a plain row-major matrix, a unit row stride its transpose.
@@ -374,6 +388,7 @@ void luna_attention_backward(HeadRows<const T> grad_out, HeadRows<const T> u_q, 
     std::vector<T> phi(size_t(kTile * F)), grad_phi(size_t(kTile * F));        // (tile, F)
     // (tile, dv+1), (F, dv+1), (F)
     std::vector<T> aug(size_t(kTile * dv1)), grad_S(size_t(F * dv1)), dz(static_cast<size_t>(F));
+    std::vector<float> packed_b;  // S_augᵀ, then ∂S_augᵀ, packed for the tiles' ∂φ products
 #pragma omp for schedule(static)
     for (int64_t bh = 0; bh < BH; ++bh) {
       const int64_t b = bh / H, h = bh % H, group = psi.per_head ? h : 0;
@@ -382,13 +397,14 @@ void luna_attention_backward(HeadRows<const T> grad_out, HeadRows<const T> u_q, 
       // one pass; ∂S = Σ φ(q)ᵀ∂num and ∂z = Σ φ(q)ᵀ∂den.
       std::fill(dz.begin(), dz.end(), T(0));
       if (Nq == 0) std::fill(grad_S.begin(), grad_S.end(), T(0));
+      pack_for_tiles<T>(thin, {S, 1, dv1}, dv1, F, packed_b);
       for (int64_t first = 0; first < Nq; first += kTile) {
         const int64_t count = std::min(kTile, Nq - first);
         prefetch_tile(u_q, b, h, first, count, M);
         prefetch_tile(grad_out, b, h, first + count, std::min(kTile, Nq - first - count), dv);
         prefetch_tile(out, b, h, first + count, std::min(kTile, Nq - first - count), dv);
         numerator_gradients(grad_out, out, denominator, b, h, H, Nq, dv, first, count, aug.data());
-        product<T>(thin, {aug.data(), dv1, 1}, {S, 1, dv1}, grad_phi.data(), F, count, F, dv1);
+        product<T>(thin, {aug.data(), dv1, 1}, {S, 1, dv1}, grad_phi.data(), F, count, F, dv1, T(0), &packed_b);
         for (int64_t r = 0; r < count; ++r)
           psi.rows->rebuild_and_backward(u_q.at(b, h, first + r), grad_phi.data() + r * F,
                                          buckets_q + (bh * Nq + first + r) * saved, group, psi.scale, sums,
@@ -403,6 +419,7 @@ void luna_attention_backward(HeadRows<const T> grad_out, HeadRows<const T> u_q, 
         }
       }
       for (int64_t f = 0; f < F; ++f) grad_S[size_t(f * dv1 + dv)] = dz[size_t(f)];
+      pack_for_tiles<T>(thin, {grad_S.data(), 1, dv1}, dv1, F, packed_b);
       // Keys: ∂φ(k) = [v, 1] ∂S_augᵀ (0 where padded), then ψ's backward and the rebuild of φ(k);
       // ∂v = φ(k) ∂S, 0 where padded.
       for (int64_t first = 0; first < Nk; first += kTile) {
@@ -410,7 +427,8 @@ void luna_attention_backward(HeadRows<const T> grad_out, HeadRows<const T> u_q, 
         prefetch_tile(u_k, b, h, first, count, M);
         prefetch_tile(v, b, h, first + count, std::min(kTile, Nk - first - count), dv);
         values_with_ones(v, key_padding_mask, b, h, Nk, dv, aug.data(), first, count);
-        product<T>(thin, {aug.data(), dv1, 1}, {grad_S.data(), 1, dv1}, grad_phi.data(), F, count, F, dv1);
+        product<T>(thin, {aug.data(), dv1, 1}, {grad_S.data(), 1, dv1}, grad_phi.data(), F, count, F, dv1, T(0),
+                   &packed_b);
         for (int64_t r = 0; r < count; ++r)
           psi.rows->rebuild_and_backward(u_k.at(b, h, first + r), grad_phi.data() + r * F,
                                          buckets_k + (bh * Nk + first + r) * saved, group, psi.scale, sums,

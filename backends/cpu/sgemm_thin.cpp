@@ -1,6 +1,7 @@
 // luna's thin-shape float32 GEMM (see sgemm_thin.h): an 8×32 AVX-512 register tile that broadcasts
-// A from wherever it lies and reads B from 32-column panels packed once per call (or per k block), or,
-// for long k, from B's own rows when they are contiguous and n is a multiple of 32.
+// A from wherever it lies and reads B from 32-column panels packed once per call (or per k block, or
+// once for many calls: sgemm_thin_pack_b), or from B's own rows when they are contiguous and n is a
+// multiple of 32.
 //
 // Work split: a batch of at least as many products as threads runs one product per thread; a single
 // tall product splits its rows; a product with long k (the weight gradients) splits k, every thread
@@ -8,6 +9,7 @@
 // gives the same bits.
 #include <luna/backends/cpu/sgemm_thin.h>
 #include <luna/backends/cpu/cpu_features.h>
+#include <luna/core/error.h>
 
 #include <algorithm>
 #include <atomic>
@@ -324,10 +326,16 @@ void gemm_single(const View& a, const View& b, float* c, int64_t ldc, int64_t m,
   }
   if (k == 0) return scale_c(c, ldc, m, n, beta);
   if (k <= kMaxDepth) {
-    std::vector<float>& packed = scratch(0);
-    packed.resize(size_t(k * ((n + kPanel - 1) / kPanel) * kPanel));
-    pack_b(b, 0, k, n, packed.data());
-    const Panels panels{packed.data(), k * kPanel, kPanel};
+    // B's rows as they lie when they are contiguous and fill whole panels (S and ∂S in the fused
+    // attention, a row-major weight): the same values in the same order as packed ones, without the
+    // copy. Otherwise (a transposed B, or a last panel only partly filled) B is packed.
+    Panels panels{b.data, kPanel, b.rs};
+    if (b.cs != 1 || n % kPanel != 0) {
+      std::vector<float>& packed = scratch(0);
+      packed.resize(size_t(k * ((n + kPanel - 1) / kPanel) * kPanel));
+      pack_b(b, 0, k, n, packed.data());
+      panels = {packed.data(), k * kPanel, kPanel};
+    }
     const int64_t tasks = (m + kRowTask - 1) / kRowTask;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && tasks > 1)
     for (int64_t t = 0; t < tasks; ++t)
@@ -409,6 +417,20 @@ void sgemm_thin_serial(const float* a, int64_t rs_a, int64_t cs_a, const float* 
                        float* c, int64_t ldc, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
   if (m <= 0 || n <= 0) return;
   gemm_single({a, rs_a, cs_a}, {b, rs_b, cs_b}, c, ldc, m, n, k, alpha, beta, nullptr, 1);
+}
+
+void sgemm_thin_pack_b(const float* b, int64_t rs_b, int64_t cs_b, int64_t k, int64_t n, std::vector<float>& packed) {
+  packed.resize(size_t(std::max<int64_t>(k, 0) * ((n + kPanel - 1) / kPanel) * kPanel));
+  if (k > 0 && n > 0) pack_b({b, rs_b, cs_b}, 0, k, n, packed.data());
+}
+
+void sgemm_thin_serial_packed(const float* a, int64_t rs_a, int64_t cs_a, const std::vector<float>& packed, float* c,
+                              int64_t ldc, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
+  if (m <= 0 || n <= 0) return;
+  LUNA_CHECK(int64_t(packed.size()) == k * ((n + kPanel - 1) / kPanel) * kPanel, "sgemm_thin_serial_packed: ",
+             packed.size(), " packed values do not hold a (", k, ", ", n, ") B");
+  if (k == 0) return scale_c(c, ldc, m, n, beta);
+  rows_times_panels({a, rs_a, cs_a}, 0, k, {packed.data(), k * kPanel, kPanel}, n, c, ldc, 0, m, alpha, beta);
 }
 
 bool sgemm_linear_backward_applies(int64_t rows, int64_t in, int64_t out) {

@@ -3,10 +3,12 @@
 // weight gradients (64, T) · (T, 128), the per-head linear attention). OpenBLAS reaches a third to a
 // half of its square-matrix rate there: it packs both operands and sizes its blocks for large
 // matrices. This path streams A straight from memory (broadcasts from any layout, so transposed
-// views cost nothing), packs only the small B, writes C once (no zero fill for beta = 0) and splits
+// views cost nothing), packs only the small B (or reads its rows in place), writes C once (no zero fill for beta = 0) and splits
 // the work over batches, rows or k. Internal to the CPU backend (gemm.cpp); tests call it directly.
 #pragma once
 #include <luna/backends/backend.h>
+
+#include <vector>
 
 namespace luna::cpu {
 
@@ -31,6 +33,14 @@ void sgemm_thin(const GemmArgs& g);
 // in as it is. Runs whether or not sgemm_thin_allowed(); callers check that.
 void sgemm_thin_serial(const float* a, int64_t rs_a, int64_t cs_a, const float* b, int64_t rs_b, int64_t cs_b,
                        float* c, int64_t ldc, int64_t m, int64_t n, int64_t k, float alpha, float beta);
+
+// B packed once for many products that share it (the fused attention's Sᵀ and ∂Sᵀ, the same for every
+// tile of a head): sgemm_thin_pack_b writes (k, n) B, element (p, j) at b[p·rs_b + j·cs_b], into
+// `packed` (resized as needed), and sgemm_thin_serial_packed is sgemm_thin_serial with that B, the
+// same multiply-adds in the same order, so the same bits.
+void sgemm_thin_pack_b(const float* b, int64_t rs_b, int64_t cs_b, int64_t k, int64_t n, std::vector<float>& packed);
+void sgemm_thin_serial_packed(const float* a, int64_t rs_a, int64_t cs_a, const std::vector<float>& packed, float* c,
+                              int64_t ldc, int64_t m, int64_t n, int64_t k, float alpha, float beta);
 
 // The three gradients of a linear layer y = x·Wᵀ + b (Backend::linear_backward) in one pass over dy:
 // each block of dy's rows gives its rows of grad_input (dy·W) and then, while it is still in cache,

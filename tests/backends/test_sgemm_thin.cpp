@@ -4,8 +4,9 @@
 // their tails),
 // strided leading dimensions, alpha/beta (including beta = 0 over a C full of NaN, which must not
 // leak), batches (one product per thread), long k (split over threads, summed in thread order: the
-// same bits every run), k = 0, and the serial entry point on strided operands. Also which shapes the
-// backend hands to it.
+// same bits every run), k = 0, and the serial entry point on strided operands; B read in place, packed
+// per call and packed once (sgemm_thin_pack_b) giving the same bits. Also which shapes the backend
+// hands to it.
 #include "test_util.h"
 
 #include <cmath>
@@ -207,6 +208,55 @@ void check_serial_strided() {
 
 TEST_CASE("sgemm_thin_serial takes strided and transposed operands in place", "[gemm]") {
   for_each_tile([] { check_serial_strided(); });
+}
+
+// The same product with B three ways: its rows read where they lie (row stride n + 3: the in-place path
+// when n fills whole panels), a transposed copy (always packed per call), and packed once by
+// sgemm_thin_pack_b for sgemm_thin_serial_packed. The tile reads the same values in the same order
+// each way, so the three agree bit for bit, and with a double loop to rounding.
+void check_b_in_place_and_packed(int64_t m, int64_t n, int64_t k, float beta) {
+  INFO("m " << m << " n " << n << " k " << k << " beta " << beta);
+  std::mt19937 rng(uint32_t(m * 1000 + n * 10 + k));
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  const int64_t ldb = n + 3, ldc = n + 2;
+  std::vector<float> a(size_t(m * k)), b(size_t(k * ldb)), b_t(size_t(n * k)), c0(size_t(m * ldc));
+  for (float& x : a) x = uniform(rng);
+  for (float& x : b) x = uniform(rng);
+  for (float& x : c0) x = uniform(rng);
+  for (int64_t p = 0; p < k; ++p)
+    for (int64_t j = 0; j < n; ++j) b_t[size_t(j * k + p)] = b[size_t(p * ldb + j)];
+  std::vector<float> in_place = c0, transposed = c0, packed_once = c0, packed;
+  cpu::sgemm_thin_serial(a.data(), k, 1, b.data(), ldb, 1, in_place.data(), ldc, m, n, k, 1.0f, beta);
+  cpu::sgemm_thin_serial(a.data(), k, 1, b_t.data(), 1, k, transposed.data(), ldc, m, n, k, 1.0f, beta);
+  cpu::sgemm_thin_pack_b(b.data(), ldb, 1, k, n, packed);
+  cpu::sgemm_thin_serial_packed(a.data(), k, 1, packed, packed_once.data(), ldc, m, n, k, 1.0f, beta);
+  REQUIRE(std::memcmp(in_place.data(), transposed.data(), in_place.size() * sizeof(float)) == 0);
+  REQUIRE(std::memcmp(in_place.data(), packed_once.data(), in_place.size() * sizeof(float)) == 0);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < ldc; ++j) {
+      const size_t at = size_t(i * ldc + j);
+      if (j >= n) {
+        REQUIRE(in_place[at] == c0[at]);
+        continue;
+      }
+      double want = beta * double(c0[at]);
+      for (int64_t p = 0; p < k; ++p) want += double(a[size_t(i * k + p)]) * double(b[size_t(p * ldb + j)]);
+      REQUIRE(std::fabs(in_place[at] - want) < 1e-4);
+    }
+}
+
+TEST_CASE("B in place, packed per call and packed once give the same bits", "[gemm]") {
+  for_each_tile([] {
+    for (int64_t n : {32, 64, 96, 41})
+      for (int64_t k : {1, 33, 128})
+        for (float beta : {0.0f, 1.0f}) check_b_in_place_and_packed(23, n, k, beta);
+    check_b_in_place_and_packed(100, 128, 33, 0.0f);  // the fused attention's ∂φ = ∂aug·S_augᵀ
+  });
+  std::vector<float> packed;
+  cpu::sgemm_thin_pack_b(std::vector<float>(33 * 128, 1.0f).data(), 1, 33, 33, 128, packed);
+  std::vector<float> a(10 * 33, 1.0f), c(10 * 64);
+  REQUIRE_THROWS_WITH(cpu::sgemm_thin_serial_packed(a.data(), 33, 1, packed, c.data(), 64, 10, 64, 33, 1.0f, 0.0f),
+                      Catch::Contains("do not hold a (33, 64) B"));
 }
 
 TEST_CASE("the CPU backend hands thin float32 products to sgemm_thin and the rest to OpenBLAS", "[gemm]") {
