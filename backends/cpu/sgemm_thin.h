@@ -3,8 +3,9 @@
 // weight gradients (64, T) · (T, 128), the per-head linear attention). OpenBLAS reaches a third to a
 // half of its square-matrix rate there: it packs both operands and sizes its blocks for large
 // matrices. This path streams A straight from memory (broadcasts from any layout, so transposed
-// views cost nothing), packs only the small B (or reads its rows in place), writes C once (no zero fill for beta = 0) and splits
-// the work over batches, rows or k. Internal to the CPU backend (gemm.cpp); tests call it directly.
+// views cost nothing), packs only the small B (or reads its rows in place), writes C once (no zero
+// fill for beta = 0) and splits the work over batches, rows or k. Internal to the CPU backend
+// (gemm.cpp) and the LUNA kernels; tests call it directly.
 #pragma once
 #include <luna/backends/backend.h>
 
