@@ -424,13 +424,35 @@ void sgemm_thin_pack_b(const float* b, int64_t rs_b, int64_t cs_b, int64_t k, in
   if (k > 0 && n > 0) pack_b({b, rs_b, cs_b}, 0, k, n, packed.data());
 }
 
-void sgemm_thin_serial_packed(const float* a, int64_t rs_a, int64_t cs_a, const std::vector<float>& packed, float* c,
-                              int64_t ldc, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
-  if (m <= 0 || n <= 0) return;
-  LUNA_CHECK(int64_t(packed.size()) == k * ((n + kPanel - 1) / kPanel) * kPanel, "sgemm_thin_serial_packed: ",
+void sgemm_thin_row_packed(const float* a, int64_t cs_a, const std::vector<float>& packed, float* c, int64_t n,
+                           int64_t k) {
+  if (n <= 0) return;
+  LUNA_CHECK(int64_t(packed.size()) == k * ((n + kPanel - 1) / kPanel) * kPanel, "sgemm_thin_row_packed: ",
              packed.size(), " packed values do not hold a (", k, ", ", n, ") B");
-  if (k == 0) return scale_c(c, ldc, m, n, beta);
-  rows_times_panels({a, rs_a, cs_a}, 0, k, {packed.data(), k * kPanel, kPanel}, n, c, ldc, 0, m, alpha, beta);
+  const int64_t panels = (n + kPanel - 1) / kPanel;
+  alignas(32) float row[2 * kPanel];  // (64) the columns of one or two panels
+  // Two panels at a time: 8 accumulators, as many as keep both FMA pipes busy through the latency.
+  for (int64_t q = 0; q < panels; q += 2) {
+    const int64_t width = std::min<int64_t>(2, panels - q) * kPanel;
+    const float* b0 = packed.data() + q * k * kPanel;
+    const float* b1 = width > kPanel ? b0 + k * kPanel : b0;  // b0 again for a lone last panel, discarded
+    __m256 acc[8];
+    for (int v = 0; v < 8; ++v) acc[v] = _mm256_setzero_ps();
+    for (int64_t p = 0; p < k; ++p) {
+      const __m256 x = _mm256_broadcast_ss(a + p * cs_a);
+      for (int v = 0; v < 4; ++v) {
+        acc[v] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b0 + p * kPanel + 8 * v), acc[v]);
+        acc[4 + v] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b1 + p * kPanel + 8 * v), acc[4 + v]);
+      }
+    }
+    const int64_t valid = std::min(width, n - q * kPanel);
+    if (valid == 2 * kPanel) {
+      for (int v = 0; v < 8; ++v) _mm256_storeu_ps(c + q * kPanel + 8 * v, acc[v]);
+    } else {
+      for (int v = 0; v < 8; ++v) _mm256_store_ps(row + 8 * v, acc[v]);
+      std::memcpy(c + q * kPanel, row, size_t(valid) * sizeof(float));
+    }
+  }
 }
 
 bool sgemm_linear_backward_applies(int64_t rows, int64_t in, int64_t out) {

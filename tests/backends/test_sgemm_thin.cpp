@@ -5,7 +5,7 @@
 // strided leading dimensions, alpha/beta (including beta = 0 over a C full of NaN, which must not
 // leak), batches (one product per thread), long k (split over threads, summed in thread order: the
 // same bits every run), k = 0, and the serial entry point on strided operands; B read in place, packed
-// per call and packed once (sgemm_thin_pack_b) giving the same bits. Also which shapes the backend
+// per call, and packed once for rows made one at a time (sgemm_thin_row_packed), giving the same bits. Also which shapes the backend
 // hands to it.
 #include "test_util.h"
 
@@ -212,8 +212,8 @@ TEST_CASE("sgemm_thin_serial takes strided and transposed operands in place", "[
 
 // The same product with B three ways: its rows read where they lie (row stride n + 3: the in-place path
 // when n fills whole panels), a transposed copy (always packed per call), and packed once by
-// sgemm_thin_pack_b for sgemm_thin_serial_packed. The tile reads the same values in the same order
-// each way, so the three agree bit for bit, and with a double loop to rounding.
+// sgemm_thin_pack_b, each row then made by sgemm_thin_row_packed. Every element is the same chain of
+// multiply-adds each way, so the three agree bit for bit, and with a double loop to rounding.
 void check_b_in_place_and_packed(int64_t m, int64_t n, int64_t k, float beta) {
   INFO("m " << m << " n " << n << " k " << k << " beta " << beta);
   std::mt19937 rng(uint32_t(m * 1000 + n * 10 + k));
@@ -229,9 +229,14 @@ void check_b_in_place_and_packed(int64_t m, int64_t n, int64_t k, float beta) {
   cpu::sgemm_thin_serial(a.data(), k, 1, b.data(), ldb, 1, in_place.data(), ldc, m, n, k, 1.0f, beta);
   cpu::sgemm_thin_serial(a.data(), k, 1, b_t.data(), 1, k, transposed.data(), ldc, m, n, k, 1.0f, beta);
   cpu::sgemm_thin_pack_b(b.data(), ldb, 1, k, n, packed);
-  cpu::sgemm_thin_serial_packed(a.data(), k, 1, packed, packed_once.data(), ldc, m, n, k, 1.0f, beta);
+  for (int64_t i = 0; i < m; ++i) {
+    std::vector<float> row(size_t(n) + 1, -3.0f);  // one past n: must stay as it was
+    cpu::sgemm_thin_row_packed(a.data() + i * k, 1, packed, row.data(), n, k);
+    REQUIRE(row[size_t(n)] == -3.0f);
+    for (int64_t j = 0; j < n; ++j) packed_once[size_t(i * ldc + j)] = beta * c0[size_t(i * ldc + j)] + row[size_t(j)];
+  }
   REQUIRE(std::memcmp(in_place.data(), transposed.data(), in_place.size() * sizeof(float)) == 0);
-  REQUIRE(std::memcmp(in_place.data(), packed_once.data(), in_place.size() * sizeof(float)) == 0);
+  if (beta == 0.0f) REQUIRE(std::memcmp(in_place.data(), packed_once.data(), in_place.size() * sizeof(float)) == 0);
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < ldc; ++j) {
       const size_t at = size_t(i * ldc + j);
@@ -242,6 +247,7 @@ void check_b_in_place_and_packed(int64_t m, int64_t n, int64_t k, float beta) {
       double want = beta * double(c0[at]);
       for (int64_t p = 0; p < k; ++p) want += double(a[size_t(i * k + p)]) * double(b[size_t(p * ldb + j)]);
       REQUIRE(std::fabs(in_place[at] - want) < 1e-4);
+      REQUIRE(std::fabs(packed_once[at] - want) < 1e-4);
     }
 }
 
@@ -254,8 +260,8 @@ TEST_CASE("B in place, packed per call and packed once give the same bits", "[ge
   });
   std::vector<float> packed;
   cpu::sgemm_thin_pack_b(std::vector<float>(33 * 128, 1.0f).data(), 1, 33, 33, 128, packed);
-  std::vector<float> a(10 * 33, 1.0f), c(10 * 64);
-  REQUIRE_THROWS_WITH(cpu::sgemm_thin_serial_packed(a.data(), 33, 1, packed, c.data(), 64, 10, 64, 33, 1.0f, 0.0f),
+  std::vector<float> a(33, 1.0f), c(64);
+  REQUIRE_THROWS_WITH(cpu::sgemm_thin_row_packed(a.data(), 1, packed, c.data(), 64, 33),
                       Catch::Contains("do not hold a (33, 64) B"));
 }
 
