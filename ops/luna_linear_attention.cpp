@@ -42,7 +42,7 @@ struct Matrix {
 // B of a product that every tile of a head repeats (S_augᵀ, ∂S_augᵀ), packed once per head for the
 // thin GEMM (float32); empty otherwise, and then the tiles use `product` with B as it lies.
 template <class T>
-void pack_for_tiles(bool thin, Matrix<T> b, int64_t k, int64_t n, std::vector<float>& packed) {
+void pack_for_tiles(bool thin, Matrix<T> b, int64_t k, int64_t n, PackedB& packed) {
   packed.clear();
   if constexpr (std::is_same_v<T, float>) {
     if (thin && k > 0) sgemm_thin_pack_b(b.data, b.rs, b.cs, k, n, packed);
@@ -78,11 +78,11 @@ void product(bool thin, Matrix<T> a, Matrix<T> b, T* c, int64_t ldc, int64_t m, 
 // tiles' set-up and stores, about a fifth of the product's time. Otherwise the product, B_aug taken
 // as it lies, element (p, j) at b_aug[p + j·(dv+1)]. Both give the same bits.
 template <class T>
-void tile_grad_phi(bool thin, const std::vector<float>& packed_b, const T* aug, const T* b_aug, int64_t count,
-                   int64_t F, int64_t dv1, T* grad_phi) {
+void tile_grad_phi(bool thin, const PackedB& packed_b, const T* aug, const T* b_aug, int64_t count, int64_t F,
+                   int64_t dv1, T* grad_phi) {
   if constexpr (std::is_same_v<T, float>) {
     if (!packed_b.empty()) {
-      for (int64_t r = 0; r < count; ++r) sgemm_thin_row_packed(aug + r * dv1, 1, packed_b, grad_phi + r * F, F, dv1);
+      for (int64_t r = 0; r < count; ++r) sgemm_thin_row_packed(aug + r * dv1, 1, packed_b, grad_phi + r * F);
       return;
     }
   }
@@ -400,7 +400,7 @@ void luna_attention_backward(HeadRows<const T> grad_out, HeadRows<const T> u_q, 
     std::vector<T> phi(size_t(kTile * F)), grad_phi(size_t(kTile * F));        // (tile, F)
     // (tile, dv+1), (F, dv+1), (F)
     std::vector<T> aug(size_t(kTile * dv1)), grad_S(size_t(F * dv1)), dz(static_cast<size_t>(F));
-    std::vector<float> packed_b;  // S_augᵀ, then ∂S_augᵀ, packed for the tiles' ∂φ
+    PackedB packed_b;  // S_augᵀ, then ∂S_augᵀ, packed for the tiles' ∂φ
 #pragma omp for schedule(static)
     for (int64_t bh = 0; bh < BH; ++bh) {
       const int64_t b = bh / H, h = bh % H, group = psi.per_head ? h : 0;

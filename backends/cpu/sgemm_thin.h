@@ -37,14 +37,30 @@ void sgemm_thin_serial(const float* a, int64_t rs_a, int64_t cs_a, const float* 
 
 // B packed once for many products that share it (the fused attention's S_augᵀ and ∂S_augᵀ, the same
 // for every tile of a head): sgemm_thin_pack_b writes (k, n) B, element (p, j) at b[p·rs_b + j·cs_b],
-// into `packed` (resized as needed). sgemm_thin_row_packed makes one row of the product,
-// c[j] = Σ_p a[p·cs_a]·B[p, j] for j < n, with the same multiply-adds in the same order as a row of
-// sgemm_thin_serial, so the same bits: for short k (the attention's ∂φ = ∂aug·S_augᵀ, k = 33), where
-// a register tile's set-up and stores cost a fifth of its time, rows of 8 accumulators over two
-// panels were faster (13.4 against 14.8 µs for 128 rows at n = 128, k = 33 on Zen 3).
-void sgemm_thin_pack_b(const float* b, int64_t rs_b, int64_t cs_b, int64_t k, int64_t n, std::vector<float>& packed);
-void sgemm_thin_row_packed(const float* a, int64_t cs_a, const std::vector<float>& packed, float* c, int64_t n,
-                           int64_t k);
+// as panels of 32 columns starting at a 64-byte boundary (so no 32-byte load of it splits a cache
+// line). sgemm_thin_row_packed makes one row of the product, c[j] = Σ_p a[p·cs_a]·B[p, j] for j < n,
+// with the same multiply-adds in the same order as a row of sgemm_thin_serial, so the same bits: for
+// short k (the attention's ∂φ = ∂aug·S_augᵀ, k = 33), where a register tile's set-up and stores cost
+// a fifth of its time, rows of 8 accumulators over two panels are faster (`bench_sgemm_thin`).
+class PackedB {
+ public:
+  PackedB() = default;
+  PackedB(const PackedB&) = delete;  // data_ points into storage_
+  PackedB& operator=(const PackedB&) = delete;
+  bool empty() const { return data_ == nullptr; }
+  void clear() { data_ = nullptr; }  // keeps the storage for the next packing
+  int64_t k() const { return k_; }
+  int64_t n() const { return n_; }
+
+ private:
+  friend void sgemm_thin_pack_b(const float*, int64_t, int64_t, int64_t, int64_t, PackedB&);
+  friend void sgemm_thin_row_packed(const float*, int64_t, const PackedB&, float*);
+  std::vector<float> storage_;
+  const float* data_ = nullptr;
+  int64_t k_ = 0, n_ = 0;
+};
+void sgemm_thin_pack_b(const float* b, int64_t rs_b, int64_t cs_b, int64_t k, int64_t n, PackedB& packed);
+void sgemm_thin_row_packed(const float* a, int64_t cs_a, const PackedB& packed, float* c);
 
 // The three gradients of a linear layer y = x·Wᵀ + b (Backend::linear_backward) in one pass over dy:
 // each block of dy's rows gives its rows of grad_input (dy·W) and then, while it is still in cache,

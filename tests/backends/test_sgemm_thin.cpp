@@ -225,13 +225,14 @@ void check_b_in_place_and_packed(int64_t m, int64_t n, int64_t k, float beta) {
   for (float& x : c0) x = uniform(rng);
   for (int64_t p = 0; p < k; ++p)
     for (int64_t j = 0; j < n; ++j) b_t[size_t(j * k + p)] = b[size_t(p * ldb + j)];
-  std::vector<float> in_place = c0, transposed = c0, packed_once = c0, packed;
+  std::vector<float> in_place = c0, transposed = c0, packed_once = c0;
+  cpu::PackedB packed;
   cpu::sgemm_thin_serial(a.data(), k, 1, b.data(), ldb, 1, in_place.data(), ldc, m, n, k, 1.0f, beta);
   cpu::sgemm_thin_serial(a.data(), k, 1, b_t.data(), 1, k, transposed.data(), ldc, m, n, k, 1.0f, beta);
   cpu::sgemm_thin_pack_b(b.data(), ldb, 1, k, n, packed);
   for (int64_t i = 0; i < m; ++i) {
     std::vector<float> row(size_t(n) + 1, -3.0f);  // one past n: must stay as it was
-    cpu::sgemm_thin_row_packed(a.data() + i * k, 1, packed, row.data(), n, k);
+    cpu::sgemm_thin_row_packed(a.data() + i * k, 1, packed, row.data());
     REQUIRE(row[size_t(n)] == -3.0f);
     for (int64_t j = 0; j < n; ++j) packed_once[size_t(i * ldc + j)] = beta * c0[size_t(i * ldc + j)] + row[size_t(j)];
   }
@@ -258,11 +259,16 @@ TEST_CASE("B in place, packed per call and packed once give the same bits", "[ge
         for (float beta : {0.0f, 1.0f}) check_b_in_place_and_packed(23, n, k, beta);
     check_b_in_place_and_packed(100, 128, 33, 0.0f);  // the fused attention's ∂φ = ∂aug·S_augᵀ
   });
-  std::vector<float> packed;
+  cpu::PackedB packed;
+  std::vector<float> a(33, 1.0f), c(128);
+  REQUIRE_THROWS_WITH(cpu::sgemm_thin_row_packed(a.data(), 1, packed, c.data()), Catch::Contains("not been packed"));
   cpu::sgemm_thin_pack_b(std::vector<float>(33 * 128, 1.0f).data(), 1, 33, 33, 128, packed);
-  std::vector<float> a(33, 1.0f), c(64);
-  REQUIRE_THROWS_WITH(cpu::sgemm_thin_row_packed(a.data(), 1, packed, c.data(), 64, 33),
-                      Catch::Contains("do not hold a (33, 64) B"));
+  REQUIRE((!packed.empty() && packed.k() == 33 && packed.n() == 128));
+  cpu::sgemm_thin_row_packed(a.data(), 1, packed, c.data());
+  REQUIRE(c == std::vector<float>(128, 33.0f));
+  packed.clear();
+  REQUIRE(packed.empty());
+  REQUIRE_THROWS_WITH(cpu::sgemm_thin_pack_b(a.data(), 1, 1, -1, 4, packed), Catch::Contains("must not be negative"));
 }
 
 TEST_CASE("the CPU backend hands thin float32 products to sgemm_thin and the rest to OpenBLAS", "[gemm]") {
