@@ -78,6 +78,11 @@ float* cache_aligned(std::vector<float>& buffer, size_t count) {
   return buffer.data() + ((64 - address % 64) % 64) / sizeof(float);
 }
 
+// Whether the tiles read B's rows as they lie rather than packed: when they are contiguous and fill
+// whole panels (the weight gradients' inputs, the fused attention's S, ∂S and [v, 1] tiles), the
+// same values in the same order as packed ones, without the copy.
+bool reads_b_in_place(const View& b, int64_t n) { return b.cs == 1 && n % kPanel == 0; }
+
 // B rows [k0, k0 + kc), all n columns, as panels of kPanel (32) columns: element (p, j) of panel q at
 // q·kc·32 + p·32 + (j − 32q); columns past n are zero.
 void pack_b(const View& b, int64_t k0, int64_t kc, int64_t n, float* packed) {
@@ -306,9 +311,7 @@ void long_depth_serial(const View& a, const View& b, float* c, int64_t ldc, int6
   const int64_t panels = (n + kPanel - 1) / kPanel, tiles = (m + height - 1) / height;
   const int64_t depth_block = std::clamp<int64_t>(kDepthBlockBytes / (int64_t(sizeof(float)) * (m + n)) / 16 * 16, 16,
                                                   kDepthSlice);
-  // B's rows as they lie when they are contiguous and fill whole panels (the weight gradients' inputs):
-  // the same values in the same order as packed ones, without the copy.
-  const bool in_place = b.cs == 1 && n % kPanel == 0;
+  const bool in_place = reads_b_in_place(b, n);
   if (!in_place) packed.resize(size_t(std::min(depth_block, k1 - k0) * panels * kPanel));
   for (int64_t kb = k0; kb < k1; kb += depth_block) {
     const int64_t kc = std::min(depth_block, k1 - kb), next_kc = std::min(depth_block, k1 - kb - kc);
@@ -338,11 +341,8 @@ void gemm_single(const View& a, const View& b, float* c, int64_t ldc, int64_t m,
   }
   if (k == 0) return scale_c(c, ldc, m, n, beta);
   if (k <= kMaxDepth) {
-    // B's rows as they lie when they are contiguous and fill whole panels (S and ∂S in the fused
-    // attention, a row-major weight): the same values in the same order as packed ones, without the
-    // copy. Otherwise (a transposed B, or a last panel only partly filled) B is packed.
     Panels panels{b.data, kPanel, b.rs};
-    if (b.cs != 1 || n % kPanel != 0) {
+    if (!reads_b_in_place(b, n)) {
       std::vector<float>& packed = scratch(0);
       packed.resize(size_t(k * ((n + kPanel - 1) / kPanel) * kPanel));
       pack_b(b, 0, k, n, packed.data());
