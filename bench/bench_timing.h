@@ -6,6 +6,7 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace luna::bench {
@@ -31,15 +32,19 @@ inline double time_ms(const std::function<void()>& fn) {
 // Times of several functions measured side by side: `warmup` untimed rounds, then `reps` rounds
 // that each time every function once. times[f][r] is function f in round r. The order rotates
 // every round so no function always runs right after another (caches, turbo and the other
-// tenants' load then affect all alike).
+// tenants' load then affect all alike). `pause_ms` > 0 sleeps that long, untimed, before each timed
+// call: a thread pool that spins after its work (OpenBLAS's pthreads workers spin for about 2^28
+// cycles before they sleep) would otherwise take CPU from whatever runs next, on a machine with no
+// core to spare.
 inline std::vector<std::vector<double>> interleaved_times(const std::vector<std::function<void()>>& fns, int warmup,
-                                                         int reps) {
+                                                         int reps, double pause_ms = 0) {
   for (int w = 0; w < warmup; ++w)
     for (const auto& f : fns) f();
   std::vector<std::vector<double>> times(fns.size());
   for (int r = 0; r < reps; ++r) {
     for (size_t j = 0; j < fns.size(); ++j) {
       const size_t i = (j + size_t(r)) % fns.size();
+      if (pause_ms > 0) std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(pause_ms));
       times[i].push_back(time_ms(fns[i]));
     }
   }

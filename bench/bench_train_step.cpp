@@ -189,6 +189,7 @@ int main(int argc, char** argv) {
     const int threads = std::stoi(bench::flag_value(argc, argv, "--threads", "2"));
     const int reps = std::stoi(bench::flag_value(argc, argv, "--reps", "7"));
     const int64_t B = std::stoll(bench::flag_value(argc, argv, "--batch", "32"));
+    const double pause_ms = std::stod(bench::flag_value(argc, argv, "--pause-ms", "300"));
     const int64_t N = kMaxLen;
     LUNA_CHECK(threads > 0 && reps > 0 && B > 0, "bench_train_step: --threads (", threads, "), --reps (", reps,
                ") and --batch (", B, ") must be positive");
@@ -304,7 +305,7 @@ int main(int argc, char** argv) {
           }
         }};
     const int warmup = 1;
-    const auto times = bench::interleaved_times(rounds, warmup, reps);
+    const auto times = bench::interleaved_times(rounds, warmup, reps, pause_ms);
     const std::vector<double>& step_times = times[0];
     std::vector<double> sgemm_rates, round_floors;  // per round: GFLOP/s and the floor in ms
     for (double t : times[1]) {
