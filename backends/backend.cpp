@@ -110,6 +110,9 @@ void Backend::cross_entropy_backward(const Tensor&, const Tensor&, const Tensor&
 }
 void Backend::dropout_forward(const Tensor&, const Tensor&, const Tensor&, double, GeneratorState) { missing("dropout"); }
 void Backend::dropout_backward(const Tensor&, const Tensor&, double, const Tensor&) { missing("dropout_backward"); }
+void Backend::dropout_add_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, double, GeneratorState) {
+  missing("dropout_add");
+}
 void Backend::gelu_dropout_forward(const Tensor&, const Tensor&, const Tensor&, double, GeneratorState) {
   missing("gelu_dropout");
 }

@@ -147,6 +147,13 @@ class Backend {
   // grad_in = (grad_out * mask) * scale, mask the uint8 mask of dropout_forward; all contiguous, one
   // shape. The two products run in this order, so the result equals the composed ops bit for bit.
   virtual void dropout_backward(const Tensor& grad_out, const Tensor& mask, double scale, const Tensor& grad_in);
+  // Optional fused residual + dropout(in) (a transformer block's dropout and residual connection):
+  // out and mask as dropout_forward then the add would give them, bit for bit, in one pass over
+  // memory; the backward is dropout_backward's. All contiguous, one shape and dtype. Ops call it only
+  // where has_dropout_add(dtype) says so and compose the two ops otherwise.
+  virtual bool has_dropout_add(DType dtype) const { return false; }
+  virtual void dropout_add_forward(const Tensor& in, const Tensor& residual, const Tensor& out, const Tensor& mask,
+                                   double p, GeneratorState state);
   // Optional fused dropout(gelu(in)) with the exact GELU (a transformer's FFN activation and its
   // dropout): out and mask as gelu then dropout_forward would give them, bit for bit, in one pass
   // over memory; backward grad_in = ((grad_out * mask) * scale) * gelu'(in), again the composition's

@@ -2,7 +2,7 @@
 // its time against its FLOP floor (the step's GEMM FLOPs over the cblas_sgemm rate measured in the
 // same run), its CPU time, and its peak memory (allocator peak and resident-set growth).
 //
-//   bench_train_step [--json] [--threads=N] [--reps=R] [--batch=B] [--breakdown]
+//   bench_train_step [--json] [--threads=N] [--reps=R] [--batch=B] [--pause-ms=P] [--breakdown]
 //
 // The model is built exactly as `train_lra --task listops --protocol skyformer --attention luna`
 // builds it (apps/train_lra/trainer.cpp build_model with the skyformer preset of config.cpp):
@@ -21,6 +21,9 @@
 //                          raw cblas_sgemm calls at the step's own shapes, also interleaved: the
 //                          rate those shapes reach, for reference (thin GEMMs run slower than 2048³)
 //   floor_ms = gemm_flops / sgemm rate; ratio = step_ms / floor_ms (target <= 2 at B = 32)
+//   Each timed call follows an untimed pause of --pause-ms (default 300): OpenBLAS's pthreads
+//   workers spin for about 100 ms of CPU after every call, and on a 2-core machine a step timed
+//   right after the sgemm rounds would share its cores with them.
 //   allocator_peak_bytes   the caching allocator's peak of live bytes during one step above what
 //                          was live before it (parameters, optimizer state, the batch), as in
 //                          bench_attention
@@ -181,7 +184,7 @@ std::vector<int64_t> deterministic_tokens(int64_t B, int64_t N) {
 int main(int argc, char** argv) {
   using namespace luna;
   if (bench::has_flag(argc, argv, "--help")) {
-    std::printf("usage: bench_train_step [--json] [--threads=N] [--reps=R] [--batch=B] [--breakdown]\n");
+    std::printf("usage: bench_train_step [--json] [--threads=N] [--reps=R] [--batch=B] [--pause-ms=P] [--breakdown]\n");
     return 0;
   }
   const bool json = bench::has_flag(argc, argv, "--json");
@@ -193,6 +196,7 @@ int main(int argc, char** argv) {
     const int64_t N = kMaxLen;
     LUNA_CHECK(threads > 0 && reps > 0 && B > 0, "bench_train_step: --threads (", threads, "), --reps (", reps,
                ") and --batch (", B, ") must be positive");
+    LUNA_CHECK(pause_ms >= 0, "bench_train_step: --pause-ms must not be negative, got ", pause_ms);
     set_num_threads(threads);
     init_threads();
 

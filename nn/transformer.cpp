@@ -38,18 +38,22 @@ TransformerEncoderLayerImpl::TransformerEncoderLayerImpl(const TransformerEncode
   activation = make_activation(options.activation(), "TransformerEncoderLayer");
 }
 
-Tensor TransformerEncoderLayerImpl::attention_block(const Tensor& x, const Tensor& key_padding_mask) const {
-  return dropout1(self_attn(x, Tensor(), Tensor(), key_padding_mask));  // (B, N, D)
+// Each block ends in its dropout and the residual connection, residual + dropout(block(x)), one
+// pass over memory (dropout_add): the values, draws and gradients of the Dropout module and the add.
+Tensor TransformerEncoderLayerImpl::attention_block(const Tensor& x, const Tensor& residual,
+                                                    const Tensor& key_padding_mask) const {
+  const Tensor attended = self_attn(x, Tensor(), Tensor(), key_padding_mask);  // (B, N, D)
+  return dropout_add(attended, residual, dropout1->p, dropout1->is_training());
 }
 
-Tensor TransformerEncoderLayerImpl::feed_forward_block(const Tensor& x) const {
+Tensor TransformerEncoderLayerImpl::feed_forward_block(const Tensor& x, const Tensor& residual) const {
   const Tensor hidden = linear1(x);  // (B, N, dim_feedforward)
   // The exact GELU and its dropout in one pass: the values, draws and gradients of the two modules.
   const auto* gelu = dynamic_cast<const GELUImpl*>(activation.get());
   const Tensor activated = gelu != nullptr && gelu->approximate == "none"
                                ? gelu_dropout(hidden, dropout->p, dropout->is_training())
                                : dropout(activation->forward(hidden));
-  return dropout2(linear2(activated));  // (B, N, D)
+  return dropout_add(linear2(activated), residual, dropout2->p, dropout2->is_training());  // (B, N, D)
 }
 
 Tensor TransformerEncoderLayerImpl::forward(const Tensor& x, const Tensor& key_padding_mask) const {
@@ -57,11 +61,11 @@ Tensor TransformerEncoderLayerImpl::forward(const Tensor& x, const Tensor& key_p
   LUNA_CHECK(x.dim() == 3 && x.size(2) == options.d_model(), "TransformerEncoderLayer: expected input of shape [B, N, ",
              options.d_model(), "] (d_model = ", options.d_model(), "), got ", x.sizes());
   if (options.norm_first()) {
-    const Tensor h = x + attention_block(norm1(x), key_padding_mask);  // (B, N, D)
-    return h + feed_forward_block(norm2(h));                           // (B, N, D)
+    const Tensor h = attention_block(norm1(x), x, key_padding_mask);  // (B, N, D)
+    return feed_forward_block(norm2(h), h);                           // (B, N, D)
   }
-  const Tensor h = norm1(x + attention_block(x, key_padding_mask));  // (B, N, D)
-  return norm2(h + feed_forward_block(h));                           // (B, N, D)
+  const Tensor h = norm1(attention_block(x, x, key_padding_mask));  // (B, N, D)
+  return norm2(feed_forward_block(h, h));                           // (B, N, D)
 }
 
 TransformerEncoderImpl::TransformerEncoderImpl(const TransformerEncoderLayerOptions& layer_options, int64_t num_layers,

@@ -63,8 +63,9 @@ class TransformerEncoderLayerImpl : public Module {
   std::shared_ptr<ActivationImpl> activation;
 
  private:
-  Tensor attention_block(const Tensor& x, const Tensor& key_padding_mask) const;
-  Tensor feed_forward_block(const Tensor& x) const;
+  // residual + dropout(the block applied to x)
+  Tensor attention_block(const Tensor& x, const Tensor& residual, const Tensor& key_padding_mask) const;
+  Tensor feed_forward_block(const Tensor& x, const Tensor& residual) const;
 };
 LUNA_MODULE(TransformerEncoderLayer);
 

@@ -124,6 +124,28 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* generator) {
   });
 }
 
+Tensor dropout_add(const Tensor& x, const Tensor& residual, double p, bool training, Generator* generator) {
+  LUNA_CHECK(x.defined() && residual.defined(), "dropout_add: ", x.defined() ? "residual" : "input", " is undefined");
+  LUNA_CHECK(p >= 0.0 && p <= 1.0, "dropout_add: probability p must be in [0, 1], got ", p);
+  if (!training || p == 0.0 || p == 1.0 || !x.is_floating_point() || x.dtype() != residual.dtype() ||
+      x.sizes() != residual.sizes() || x.device() != residual.device() || !backend_for(x).has_dropout_add(x.dtype()))
+    return residual + dropout(x, p, training, generator);
+  Generator& gen = generator ? *generator : default_generator();
+  // The draws of dropout on a tensor of x's size.
+  const GeneratorState state = gen.reserve(random_blocks_needed(RandomKind::Uniform, kFloat32, x.numel()));
+  const Tensor input = x.detach().contiguous(), base = residual.detach().contiguous();
+  Tensor out = empty_tensor(x.sizes(), x.dtype(), x.device());
+  Tensor mask = empty_tensor(x.sizes(), kUInt8, x.device());  // 1 = kept
+  backend_for(out).dropout_add_forward(input, base, out, mask, p, state);
+  const double scale = 1.0 / (1.0 - p);
+  return record("dropout_add", out, {x, residual}, {mask}, [scale](const Tensor& g, const Saved& s) {
+    const Tensor grad = g.contiguous();
+    Tensor grad_in = empty_tensor(grad.sizes(), grad.dtype(), grad.device());
+    backend_for(grad).dropout_backward(grad, s[0], scale, grad_in);
+    return Grads{grad_in, g};  // the residual's gradient is the output's, as the add passes it on
+  });
+}
+
 Tensor gelu_dropout(const Tensor& x, double p, bool training, Generator* generator) {
   LUNA_CHECK(x.defined(), "gelu_dropout: input is undefined");
   LUNA_CHECK(p >= 0.0 && p <= 1.0, "gelu_dropout: probability p must be in [0, 1], got ", p);

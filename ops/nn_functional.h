@@ -14,6 +14,12 @@ Tensor layer_norm(const Tensor& x, const Dims& normalized_shape, const Tensor& w
                   const Tensor& bias = Tensor(), double eps = 1e-5);
 // Inverted dropout: zeroes with probability p and scales survivors by 1/(1-p) when training.
 Tensor dropout(const Tensor& x, double p = 0.5, bool training = true, Generator* generator = nullptr);
+// residual + dropout(x, p, training, generator) in one pass over memory where the backend has the
+// fused kernel (the CPU) and x and residual have one shape, dtype and device, else composed: the same
+// values, mask, random draws and gradients either way. A transformer block's dropout and residual
+// connection (nn::TransformerEncoderLayer).
+Tensor dropout_add(const Tensor& x, const Tensor& residual, double p = 0.5, bool training = true,
+                   Generator* generator = nullptr);
 // dropout(gelu(x), p, training, generator) with the exact GELU, in one pass over memory where the
 // backend has the fused kernel (the CPU), else composed: the same values, mask, random draws and
 // gradients either way. A transformer FFN's activation and its dropout (nn::TransformerEncoderLayer).

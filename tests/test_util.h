@@ -4,6 +4,8 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -63,6 +65,37 @@ inline void require_gradcheck(const std::function<Tensor(const std::vector<Tenso
   const GradcheckResult result = gradcheck(fn, inputs, options);
   INFO(result.report);
   REQUIRE(result.ok);
+}
+
+// The raw bits of every element (as float32 or float64), NaN payloads and signed zeros included.
+inline std::vector<uint64_t> bits(const Tensor& t) {
+  const Tensor c = t.detach().contiguous();
+  std::vector<uint64_t> out(size_t(c.numel()));
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (c.dtype() == kFloat32) {
+      uint32_t word;
+      std::memcpy(&word, c.data_ptr<float>() + i, sizeof word);
+      out[i] = word;
+    } else {
+      std::memcpy(&out[i], c.data_ptr<double>() + i, sizeof(uint64_t));
+    }
+  }
+  return out;
+}
+
+// Normal values with zeros of both signs, infinities, NaN, huge and tiny values planted.
+inline Tensor awkward_input(const Dims& shape, DType dtype, uint64_t seed) {
+  Generator gen(seed);
+  Tensor t = (randn(shape, TensorOptions(kFloat64), &gen) * 3.0).to(dtype).contiguous();
+  const double planted[] = {0.0, -0.0, std::numeric_limits<double>::infinity(),
+                            -std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN(),
+                            1e30, -1e30, 1e-30, -9.5, 9.5};
+  for (size_t k = 0; k < std::size(planted); ++k) {
+    const int64_t at = (int64_t(k) * 977 + 13) % t.numel();
+    if (dtype == kFloat32) t.data_ptr<float>()[at] = float(planted[k]);
+    else t.data_ptr<double>()[at] = planted[k];
+  }
+  return t;
 }
 
 }  // namespace luna::testing

@@ -54,6 +54,9 @@ class CpuBackend final : public Backend {
   void dropout_forward(const Tensor& in, const Tensor& out, const Tensor& mask, double p,
                        GeneratorState state) override;
   void dropout_backward(const Tensor& grad_out, const Tensor& mask, double scale, const Tensor& grad_in) override;
+  bool has_dropout_add(DType dtype) const override { return dtype == kFloat32 || dtype == kFloat64; }
+  void dropout_add_forward(const Tensor& in, const Tensor& residual, const Tensor& out, const Tensor& mask, double p,
+                           GeneratorState state) override;
   bool has_gelu_dropout(DType dtype) const override { return dtype == kFloat32 || dtype == kFloat64; }
   void gelu_dropout_forward(const Tensor& in, const Tensor& out, const Tensor& mask, double p,
                             GeneratorState state) override;

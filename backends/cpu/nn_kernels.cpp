@@ -429,16 +429,19 @@ void cross_entropy_backward_rows(const T* logits, const int64_t* target, const T
 
 // Element i keeps its value when the uniform from word i % 4 of Philox block offset + i / 4 is
 // >= p (compared in double), the layout every random fill uses, so any backend draws the same mask.
-// Elements [first, end) of the tensor; in, out and mask point at element `first`.
+// Elements [first, end) of the tensor; in, out, mask and residual point at element `first`. A
+// residual (dropout_add; null for plain dropout) is added after: residual + dropped, the add op's
+// operand order.
 template <class T>
-inline void dropout_scalar(const T* in, T* out, uint8_t* mask, int64_t first, int64_t end, double p, T scale,
-                           GeneratorState state) {
+inline void dropout_scalar(const T* in, const T* residual, T* out, uint8_t* mask, int64_t first, int64_t end, double p,
+                           T scale, GeneratorState state) {
   for (int64_t b = first / 4; 4 * b < end; ++b) {
     const PhiloxBlock words = philox4x32_10(state.seed, state.offset + uint64_t(b));
     for (int64_t e = std::max(first, 4 * b); e < std::min(end, 4 * b + 4); ++e) {
       const bool keep = double(uniform_float(words[size_t(e - 4 * b)])) >= p;
       mask[e - first] = uint8_t(keep);
-      out[e - first] = keep ? in[e - first] * scale : T(0);
+      const T dropped = keep ? in[e - first] * scale : T(0);
+      out[e - first] = residual != nullptr ? residual[e - first] + dropped : dropped;
     }
   }
 }
@@ -449,8 +452,8 @@ constexpr int64_t kDropoutGroup = 32;
 // Dropout of elements [first, end) of the tensor, first a multiple of kDropoutGroup; in, out and mask
 // point at element `first`. Whole groups by vectors where there are some, the rest as dropout_scalar.
 template <class T>
-inline void dropout_run(const T* in, T* out, uint8_t* mask, int64_t first, int64_t end, double p, T scale,
-                        GeneratorState state) {
+inline void dropout_run(const T* in, const T* residual, T* out, uint8_t* mask, int64_t first, int64_t end, double p,
+                        T scale, GeneratorState state) {
   int64_t done = first;
 #if defined(LUNA_HAVE_PHILOX_SIMD)
   if constexpr (std::is_same_v<T, float>) {
@@ -468,7 +471,9 @@ inline void dropout_run(const T* in, T* out, uint8_t* mask, int64_t first, int64
         keep[v] = _mm256_cmpgt_epi32(_mm256_srli_epi32(words[v], 8), below);  // all ones = keep
         const __m256 x = _mm256_loadu_ps(in + at + 8 * v);
         // keep ? x·scale : +0, as the scalar path (x·scale is rounded the same way).
-        _mm256_storeu_ps(out + at + 8 * v, _mm256_and_ps(_mm256_mul_ps(x, scale8), _mm256_castsi256_ps(keep[v])));
+        __m256 value = _mm256_and_ps(_mm256_mul_ps(x, scale8), _mm256_castsi256_ps(keep[v]));
+        if (residual != nullptr) value = _mm256_add_ps(_mm256_loadu_ps(residual + at + 8 * v), value);
+        _mm256_storeu_ps(out + at + 8 * v, value);
       }
       // 32 lanes of 0 / -1 to 32 bytes of 0 / 1; the packs work per 128-bit half, the permute
       // restores element order.
@@ -480,19 +485,23 @@ inline void dropout_run(const T* in, T* out, uint8_t* mask, int64_t first, int64
     }
   }
 #endif
-  if (done < end) dropout_scalar(in + (done - first), out + (done - first), mask + (done - first), done, end, p, scale,
-                                 state);
+  if (done < end)
+    dropout_scalar(in + (done - first), residual != nullptr ? residual + (done - first) : nullptr, out + (done - first),
+                   mask + (done - first), done, end, p, scale, state);
 }
 
+// out = dropout(in), or residual + dropout(in) when residual is not null.
 template <class T>
-void dropout_elements(const T* in, T* out, uint8_t* mask, int64_t n, double p, GeneratorState state) {
+void dropout_elements(const T* in, const T* residual, T* out, uint8_t* mask, int64_t n, double p,
+                      GeneratorState state) {
   const T scale = T(1.0 / (1.0 - p));
   const int64_t chunk = 8192;  // elements per task, a multiple of kDropoutGroup
   const int64_t chunks = (n + chunk - 1) / chunk;
 #pragma omp parallel for if (worth_parallel(chunks, n)) schedule(static)
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t first = c * chunk, end = std::min(n, first + chunk);
-    dropout_run(in + first, out + first, mask + first, first, end, p, scale, state);
+    dropout_run(in + first, residual != nullptr ? residual + first : nullptr, out + first, mask + first, first, end, p,
+                scale, state);
   }
 }
 
@@ -535,7 +544,7 @@ void gelu_dropout_elements(const T* in, T* out, uint8_t* mask, int64_t n, double
     T activated[kGeluDropoutChunk];  // (chunk) gelu of the chunk's elements
     const int64_t first = c * kGeluDropoutChunk, end = std::min(n, first + kGeluDropoutChunk);
     gelu_values(in + first, activated, end - first);
-    dropout_run(activated, out + first, mask + first, first, end, p, scale, state);
+    dropout_run(activated, static_cast<const T*>(nullptr), out + first, mask + first, first, end, p, scale, state);
   }
 }
 
@@ -651,8 +660,16 @@ void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targ
 void CpuBackend::dropout_forward(const Tensor& in, const Tensor& out, const Tensor& mask, double p,
                                  GeneratorState state) {
   LUNA_DISPATCH_FLOAT(in.dtype(), "dropout", [&] {
-    dropout_elements(in.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), mask.data_ptr<uint8_t>(), in.numel(), p,
-                     state);
+    dropout_elements(in.data_ptr<scalar_t>(), static_cast<const scalar_t*>(nullptr), out.data_ptr<scalar_t>(),
+                     mask.data_ptr<uint8_t>(), in.numel(), p, state);
+  });
+}
+
+void CpuBackend::dropout_add_forward(const Tensor& in, const Tensor& residual, const Tensor& out, const Tensor& mask,
+                                     double p, GeneratorState state) {
+  LUNA_DISPATCH_FLOAT(in.dtype(), "dropout_add", [&] {
+    dropout_elements(in.data_ptr<scalar_t>(), residual.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+                     mask.data_ptr<uint8_t>(), in.numel(), p, state);
   });
 }
 

@@ -8,48 +8,16 @@
 
 #include <omp.h>
 
-#include <cstring>
-#include <limits>
-
 #include <luna/nn/transformer.h>
 
 using namespace luna;
 using luna::testing::random_leaf;
 using luna::testing::require_gradcheck;
 using luna::testing::values;
+using luna::testing::awkward_input;
+using luna::testing::bits;
 
 namespace {
-
-// The raw bits of every element (as float32 or float64), NaN payloads and signed zeros included.
-std::vector<uint64_t> bits(const Tensor& t) {
-  const Tensor c = t.detach().contiguous();
-  std::vector<uint64_t> out(size_t(c.numel()));
-  for (size_t i = 0; i < out.size(); ++i) {
-    if (c.dtype() == kFloat32) {
-      uint32_t word;
-      std::memcpy(&word, c.data_ptr<float>() + i, sizeof word);
-      out[i] = word;
-    } else {
-      std::memcpy(&out[i], c.data_ptr<double>() + i, sizeof(uint64_t));
-    }
-  }
-  return out;
-}
-
-// Normal values with zeros of both signs, infinities, NaN, huge and tiny values planted.
-Tensor awkward_input(const Dims& shape, DType dtype, uint64_t seed) {
-  Generator gen(seed);
-  Tensor t = (randn(shape, TensorOptions(kFloat64), &gen) * 3.0).to(dtype).contiguous();
-  const double planted[] = {0.0, -0.0, std::numeric_limits<double>::infinity(),
-                            -std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN(),
-                            1e30, -1e30, 1e-30, -9.5, 9.5};
-  for (size_t k = 0; k < std::size(planted); ++k) {
-    const int64_t at = (int64_t(k) * 977 + 13) % t.numel();
-    if (dtype == kFloat32) t.data_ptr<float>()[at] = float(planted[k]);
-    else t.data_ptr<double>()[at] = planted[k];
-  }
-  return t;
-}
 
 struct Run {
   Tensor out, grad;
