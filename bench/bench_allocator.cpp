@@ -36,8 +36,8 @@ void operator delete[](void* p, size_t) noexcept { std::free(p); }
 int main(int argc, char** argv) {
   using namespace luna;
   const bool json = bench::has_flag(argc, argv, "--json");
-  const int iters = std::stoi(bench::flag_value(argc, argv, "--iters", "100"));
-  const int warmup = std::stoi(bench::flag_value(argc, argv, "--warmup", "10"));
+  const int iters = bench::number_flag<int>(argc, argv, "--iters", 100);
+  const int warmup = bench::number_flag<int>(argc, argv, "--warmup", 10);
   init_threads();
 
   Generator gen(3);

@@ -257,9 +257,9 @@ int main(int argc, char** argv) {
   }
   const bool json = bench::has_flag(argc, argv, "--json");
   try {
-    const int threads = std::stoi(bench::flag_value(argc, argv, "--threads", "2"));
-    const int reps = std::stoi(bench::flag_value(argc, argv, "--reps", "5"));
-    const int64_t max_n = std::stoll(bench::flag_value(argc, argv, "--max-n", "16384"));
+    const int threads = bench::number_flag<int>(argc, argv, "--threads", 2);
+    const int reps = bench::number_flag<int>(argc, argv, "--reps", 5);
+    const int64_t max_n = bench::number_flag<int64_t>(argc, argv, "--max-n", 16384);
     std::vector<std::string> kinds = split(bench::flag_value(argc, argv, "--kinds", ""));
     if (kinds.empty()) kinds = kAllKinds;
     for (const std::string& kind : kinds)

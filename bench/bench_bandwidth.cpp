@@ -31,9 +31,9 @@ struct Row {
 int main(int argc, char** argv) {
   const bool json = bench::has_flag(argc, argv, "--json");
   const bool quick = bench::has_flag(argc, argv, "--quick");
-  const int64_t n = std::stoll(bench::flag_value(argc, argv, "--n", std::to_string(int64_t(1) << 26)));
-  const int64_t cols = std::stoll(bench::flag_value(argc, argv, "--cols", "1024"));  // layer_norm row width C
-  const int threads = std::stoi(bench::flag_value(argc, argv, "--threads", "0"));
+  const int64_t n = bench::number_flag<int64_t>(argc, argv, "--n", int64_t(1) << 26);
+  const int64_t cols = bench::number_flag<int64_t>(argc, argv, "--cols", 1024);  // layer_norm row width C
+  const int threads = bench::number_flag<int>(argc, argv, "--threads", 0);
   if (threads > 0) set_num_threads(threads);
   init_threads();
   NoGradGuard no_grad;

@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
   const bool json = bench::has_flag(argc, argv, "--json");
   const bool quick = bench::has_flag(argc, argv, "--quick");
   const bool use_mm = bench::flag_value(argc, argv, "--op", "matmul") == "mm";
-  const int threads = std::stoi(bench::flag_value(argc, argv, "--threads", "0"));
+  const int threads = bench::number_flag<int>(argc, argv, "--threads", 0);
   if (threads > 0) set_num_threads(threads);
   init_threads();
 

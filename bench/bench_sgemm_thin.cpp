@@ -120,8 +120,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   const bool json = bench::has_flag(argc, argv, "--json");
-  const int threads = std::stoi(bench::flag_value(argc, argv, "--threads", "1"));
-  const int reps = std::stoi(bench::flag_value(argc, argv, "--reps", "9"));
+  const int threads = bench::number_flag<int>(argc, argv, "--threads", 1);
+  const int reps = bench::number_flag<int>(argc, argv, "--reps", 9);
   LUNA_CHECK(threads > 0 && reps > 0, "bench_sgemm_thin: --threads (", threads, ") and --reps (", reps,
              ") must be positive");
   set_num_threads(threads);

@@ -3,10 +3,15 @@
 #pragma once
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <functional>
+#include <limits>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace luna::bench {
@@ -78,6 +83,33 @@ inline std::string flag_value(int argc, char** argv, const char* name, const std
   for (int i = 1; i < argc; ++i)
     if (std::strncmp(argv[i], prefix.c_str(), prefix.size()) == 0) return argv[i] + prefix.size();
   return fallback;
+}
+
+// The number given as "--name=value", or the default; a value that is not a whole number within T
+// (or, for double, not a number) ends the program with a message naming the flag and the value.
+template <class T>
+T number_flag(int argc, char** argv, const char* name, T fallback) {
+  const std::string text = flag_value(argc, argv, name, "");
+  if (text.empty()) return fallback;
+  size_t used = 0;
+  T value{};
+  try {
+    if constexpr (std::is_floating_point_v<T>) {
+      value = T(std::stod(text, &used));
+    } else {
+      const long long whole = std::stoll(text, &used);
+      if (whole < std::numeric_limits<T>::min() || whole > std::numeric_limits<T>::max()) used = 0;
+      value = T(whole);
+    }
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size()) {
+    std::fprintf(stderr, "%s expects %s, got '%s'\n", name, std::is_floating_point_v<T> ? "a number" : "an integer",
+                 text.c_str());
+    std::exit(2);
+  }
+  return value;
 }
 
 }  // namespace luna::bench

@@ -189,14 +189,14 @@ int main(int argc, char** argv) {
   }
   const bool json = bench::has_flag(argc, argv, "--json");
   try {
-    const int threads = std::stoi(bench::flag_value(argc, argv, "--threads", "2"));
-    const int reps = std::stoi(bench::flag_value(argc, argv, "--reps", "7"));
-    const int64_t B = std::stoll(bench::flag_value(argc, argv, "--batch", "32"));
-    const double pause_ms = std::stod(bench::flag_value(argc, argv, "--pause-ms", "300"));
+    const int threads = bench::number_flag<int>(argc, argv, "--threads", 2);
+    const int reps = bench::number_flag<int>(argc, argv, "--reps", 7);
+    const int64_t B = bench::number_flag<int64_t>(argc, argv, "--batch", 32);
+    const double pause_ms = bench::number_flag<double>(argc, argv, "--pause-ms", 300);
     const int64_t N = kMaxLen;
-    LUNA_CHECK(threads > 0 && reps > 0 && B > 0, "bench_train_step: --threads (", threads, "), --reps (", reps,
+    LUNA_CHECK(threads > 0 && reps > 0 && B > 0, "--threads (", threads, "), --reps (", reps,
                ") and --batch (", B, ") must be positive");
-    LUNA_CHECK(pause_ms >= 0, "bench_train_step: --pause-ms must not be negative, got ", pause_ms);
+    LUNA_CHECK(pause_ms >= 0, "--pause-ms must not be negative, got ", pause_ms);
     set_num_threads(threads);
     init_threads();
 

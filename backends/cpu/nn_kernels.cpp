@@ -449,7 +449,7 @@ inline void dropout_scalar(const T* in, const T* residual, T* out, uint8_t* mask
 // Elements per vector step: 8 Philox blocks of 4 words.
 constexpr int64_t kDropoutGroup = 32;
 
-// Dropout of elements [first, end) of the tensor, first a multiple of kDropoutGroup; in, out and mask
+// Dropout of elements [first, end) of the tensor, first a multiple of kDropoutGroup; in, out, mask (and a residual)
 // point at element `first`. Whole groups by vectors where there are some, the rest as dropout_scalar.
 template <class T>
 inline void dropout_run(const T* in, const T* residual, T* out, uint8_t* mask, int64_t first, int64_t end, double p,
