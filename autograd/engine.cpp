@@ -97,7 +97,14 @@ void run(const Tensor& root, const Tensor& grad_root, bool retain_graph, const C
                    " of shape ", node->input_sizes[i], " (a bug in that op's backward)");
         Tensor& buffer = grad_buffers[next.get()];
         if (buffer.defined()) {
-          buffer = buffer + input_grads[i];
+          // Into the buffer itself when nothing else can see it (PyTorch's InputBuffer does the
+          // same): a pass over memory and an allocation fewer than a fresh sum, same values.
+          const Tensor& incoming = input_grads[i];
+          if (sole_owner(buffer) && buffer.sizes() == incoming.sizes() && buffer.dtype() == incoming.dtype() &&
+              buffer.device() == incoming.device())
+            buffer.add_(incoming);
+          else
+            buffer = buffer + incoming;
           op_profile_mark("backward", "(sum of gradients)");
         } else {
           buffer = input_grads[i];

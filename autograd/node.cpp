@@ -40,15 +40,17 @@ std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad_output) {
   if (!existing.defined()) {
     // Keep the incoming buffer only if nothing else can see it; otherwise store a private copy so
     // that in-place updates of one .grad never leak into another tensor.
-    const bool exclusive = grad_output.impl_ptr().use_count() == 1 && grad_output.is_contiguous() &&
-                           grad_output.impl()->storage().use_count() == 1 &&
-                           grad_output.nbytes() == grad_output.impl()->storage()->nbytes();
-    leaf.set_grad(exclusive ? grad_output : grad_output.clone());
+    leaf.set_grad(sole_owner(grad_output) ? grad_output : grad_output.clone());
   } else {
     NoGradGuard no_grad;
     existing.add_(grad_output);
   }
   return {};
+}
+
+bool sole_owner(const Tensor& t) {
+  return t.defined() && t.impl_ptr().use_count() == 1 && t.is_contiguous() &&
+         t.impl()->storage().use_count() == 1 && t.nbytes() == t.impl()->storage()->nbytes();
 }
 
 Edge gradient_edge(const Tensor& t) {

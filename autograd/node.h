@@ -61,6 +61,10 @@ class AccumulateGrad final : public Node {
   std::shared_ptr<TensorImpl> leaf_;
 };
 
+// Nothing but this handle can see t's memory: it is the only handle on its TensorImpl, the only
+// tensor on its storage, and dense over all of it. Such a gradient may be kept or updated in place.
+bool sole_owner(const Tensor& t);
+
 // The edge along which `t`'s gradient flows: its grad_fn, its leaf accumulator, or none.
 Edge gradient_edge(const Tensor& t);
 

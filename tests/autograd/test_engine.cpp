@@ -3,6 +3,10 @@
 // and anomaly mode.
 #include "test_util.h"
 
+#include <functional>
+
+#include <luna/ops/autograd_record.h>
+
 using namespace luna;
 using luna::testing::require_close;
 using luna::testing::values;
@@ -181,4 +185,51 @@ TEST_CASE("autograd::grad of a tensor with respect to itself and to fresh leaves
   Tensor y = leaf({3.0});
   const std::vector<Tensor> g = autograd::grad((y * y).sum(), {y});
   require_close(g[0], {6.0}, 0, 0);
+}
+
+namespace {
+// An identity op whose backward hands back `make(g)` and notes where that gradient's data lives.
+Tensor probe(const Tensor& x, std::function<Tensor(const Tensor&)> make, const void** handed) {
+  const Tensor out = [&] {
+    NoGradGuard no_grad;
+    return x.clone();
+  }();
+  return ops::record("probe", out, {x}, {}, [make, handed](const Tensor& g, const ops::Saved&) {
+    Tensor grad = make(g);
+    *handed = grad.data_ptr();
+    return ops::Grads{grad};
+  });
+}
+}  // namespace
+
+TEST_CASE("gradient sums go into the first gradient in place only when nothing else can see it", "[autograd]") {
+  // Two branches meet at x; whichever gradient arrives first is the buffer the other is added to.
+  auto fresh = [](const Tensor& g) { return g * 2.0; };
+  SECTION("two fresh gradients: the sum is taken in place, and .grad keeps that buffer") {
+    const Tensor x = leaf(std::vector<double>(1000, 1.0), {1000});
+    const void *first = nullptr, *second = nullptr;
+    (probe(x, fresh, &first).sum() + probe(x, [](const Tensor& g) { return g * 3.0; }, &second).sum()).backward();
+    require_close(x.grad(), std::vector<double>(1000, 5.0), 0, 0);
+    const void* grad_data = x.grad().data_ptr();
+    REQUIRE((grad_data == first || grad_data == second));
+  }
+  SECTION("a gradient something else holds is never written into, whichever branch arrives first") {
+    for (bool held_first : {true, false}) {
+      CAPTURE(held_first);
+      const Tensor x = leaf(std::vector<double>(1000, 1.0), {1000});
+      const Tensor held = full({1000}, 7.0, TensorOptions(kFloat64));
+      const void *held_ptr = nullptr, *fresh_ptr = nullptr;
+      const Tensor a = probe(x, [held](const Tensor&) { return held; }, &held_ptr).sum();
+      const Tensor b = probe(x, fresh, &fresh_ptr).sum();
+      (held_first ? a + b : b + a).backward();
+      require_close(held, std::vector<double>(1000, 7.0), 0, 0);
+      require_close(x.grad(), std::vector<double>(1000, 9.0), 0, 0);
+      REQUIRE(x.grad().data_ptr() != held_ptr);
+    }
+  }
+  SECTION("a sum of x with itself: the same gradient twice is added out of place") {
+    const Tensor x = leaf({1.0, 2.0}, {2});
+    (x + x).sum().backward();
+    require_close(x.grad(), {2.0, 2.0}, 0, 0);
+  }
 }
