@@ -227,7 +227,7 @@ TEST_CASE("gradient sums go into the first gradient in place only when nothing e
       REQUIRE(x.grad().data_ptr() != held_ptr);
     }
   }
-  SECTION("a sum of x with itself: the same gradient twice is added out of place") {
+  SECTION("x + x: the same gradient arrives twice, and the sum is still right") {
     const Tensor x = leaf({1.0, 2.0}, {2});
     (x + x).sum().backward();
     require_close(x.grad(), {2.0, 2.0}, 0, 0);
