@@ -85,12 +85,14 @@ inline std::string flag_value(int argc, char** argv, const char* name, const std
   return fallback;
 }
 
-// The number given as "--name=value", or the default; a value that is not a whole number within T
-// (or, for double, not a number) ends the program with a message naming the flag and the value.
+// The number given as "--name=value", or the default when the flag is absent; a value that is empty,
+// not a whole number within T (or, for double, not a number) ends the program with a message naming
+// the flag and the value.
 template <class T>
 T number_flag(int argc, char** argv, const char* name, T fallback) {
-  const std::string text = flag_value(argc, argv, name, "");
-  if (text.empty()) return fallback;
+  const std::string absent(1, '\0');  // no argument can contain a NUL
+  const std::string text = flag_value(argc, argv, name, absent);
+  if (text == absent) return fallback;
   size_t used = 0;
   T value{};
   try {
@@ -104,7 +106,7 @@ T number_flag(int argc, char** argv, const char* name, T fallback) {
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used != text.size()) {
+  if (text.empty() || used != text.size()) {
     std::fprintf(stderr, "%s expects %s, got '%s'\n", name, std::is_floating_point_v<T> ? "a number" : "an integer",
                  text.c_str());
     std::exit(2);
