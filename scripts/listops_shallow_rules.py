@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""What ListOps accuracy needs: the ceiling of the root operator alone, and one level below it.
+
+For each split of a ListOps release folder (basic_{train,val,test}.tsv) this prints
+  - the ceiling of every predictor that sees only the root operator: the best constant label per
+    root operator chosen on that split itself (no predictor of that kind scores more there);
+  - a rule that looks one level below the root, fitted on train: the root operator with its digit
+    children (MAX: the largest digit child, MIN: the smallest, SM: their sum mod 10, MED: all of
+    them) and how many operator children it has, mapped to the most frequent train label of that
+    key (keys seen fewer than 5 times on train fall back to the root operator's label).
+Every tree is parsed and evaluated; a label that disagrees with the tree's value, or a line that is
+not a tree, stops the script with the file and line.
+
+  python3 scripts/listops_shallow_rules.py lra_data/listops-1000
+
+Standard library only.
+"""
+import collections
+import math
+import os
+import sys
+
+SPLITS = [("train", "basic_train.tsv"), ("dev", "basic_val.tsv"), ("test", "basic_test.tsv")]
+OPERATORS = ("[MAX", "[MIN", "[MED", "[SM")
+MIN_KEY_COUNT = 5
+
+
+def parse(tokens):
+    """The tree of a token list (brackets already removed): a digit, or (operator, children)."""
+    position = 0
+
+    def node():
+        nonlocal position
+        if position >= len(tokens):
+            raise ValueError("the tree ends early")
+        token = tokens[position]
+        position += 1
+        if token in OPERATORS:
+            children = []
+            while position < len(tokens) and tokens[position] != "]":
+                children.append(node())
+            if position >= len(tokens):
+                raise ValueError(f"{token} is never closed")
+            position += 1
+            if not children:
+                raise ValueError(f"{token} has no arguments")
+            return (token, children)
+        if len(token) == 1 and token.isdigit():
+            return int(token)
+        raise ValueError(f"unknown token {token!r}")
+
+    tree = node()
+    if position != len(tokens):
+        raise ValueError(f"{len(tokens) - position} tokens after the tree's end")
+    return tree
+
+
+def value(tree):
+    if isinstance(tree, int):
+        return tree
+    operator, children = tree
+    values = [value(child) for child in children]
+    if operator == "[MAX":
+        return max(values)
+    if operator == "[MIN":
+        return min(values)
+    if operator == "[SM":
+        return sum(values) % 10
+    ordered = sorted(values)  # [MED: int(numpy.median), an even count truncating the middle pair's mean
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else int((ordered[middle - 1] + ordered[middle]) / 2)
+
+
+def read_split(path):
+    trees = []
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        if header != ["Source", "Target"]:
+            sys.exit(f"{path}: header {header!r}, expected Source<TAB>Target")
+        for number, line in enumerate(f, start=2):
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            fields = line.split("\t")
+            if len(fields) != 2 or not fields[1].isdigit():
+                sys.exit(f"{path}:{number}: expected a tree<TAB>label 0-9, got {line[:60]!r}")
+            try:
+                tree = parse(fields[0].replace("(", " ").replace(")", " ").split())
+            except ValueError as problem:
+                sys.exit(f"{path}:{number}: {problem}")
+            if isinstance(tree, int):
+                sys.exit(f"{path}:{number}: the tree is a single digit, expected an operator at the root")
+            label = int(fields[1])
+            if value(tree) != label:
+                sys.exit(f"{path}:{number}: label {label}, but the tree evaluates to {value(tree)}")
+            trees.append((tree, label))
+    return trees
+
+
+def one_level_key(tree):
+    operator, children = tree
+    digits = sorted(child for child in children if isinstance(child, int))
+    subtrees = len(children) - len(digits)
+    if operator == "[MAX":
+        return (operator, digits[-1] if digits else None, subtrees)
+    if operator == "[MIN":
+        return (operator, digits[0] if digits else None, subtrees)
+    if operator == "[SM":
+        return (operator, sum(digits) % 10, subtrees)
+    return (operator, tuple(digits), subtrees)
+
+
+def percent(hits, total):
+    error = math.sqrt((hits / total) * (1 - hits / total) / total)
+    return f"{100 * hits / total:.2f}% ({hits}/{total}, standard error {100 * error:.2f} points)"
+
+
+def main():
+    if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if len(sys.argv) == 2 else 2
+    data = {split: read_split(os.path.join(sys.argv[1], name)) for split, name in SPLITS}
+    root_counts = collections.defaultdict(collections.Counter)
+    key_counts = collections.defaultdict(collections.Counter)
+    for tree, label in data["train"]:
+        root_counts[tree[0]][label] += 1
+        key_counts[one_level_key(tree)][label] += 1
+    root_rule = {root: counts.most_common(1)[0][0] for root, counts in root_counts.items()}
+    known = {key: counts.most_common(1)[0][0] for key, counts in key_counts.items()
+             if sum(counts.values()) >= MIN_KEY_COUNT}
+    print(f"one-level rule: {len(known)} keys seen >= {MIN_KEY_COUNT} times on train (of {len(key_counts)})")
+    for split, _ in SPLITS:
+        trees = data[split]
+        per_root = collections.defaultdict(collections.Counter)
+        for tree, label in trees:
+            per_root[tree[0]][label] += 1
+        ceiling = sum(counts.most_common(1)[0][1] for counts in per_root.values())
+        fitted = sum(root_rule.get(tree[0]) == label for tree, label in trees)
+        shallow = sum(known.get(one_level_key(tree), root_rule.get(tree[0])) == label for tree, label in trees)
+        print(f"{split}: {len(trees)} trees, all labels equal to the trees' values")
+        print(f"  root operator, best constant per operator on {split} itself (ceiling): {percent(ceiling, len(trees))}")
+        print(f"  root operator, constant fitted on train: {percent(fitted, len(trees))}")
+        print(f"  one level below the root, fitted on train: {percent(shallow, len(trees))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
