@@ -4,10 +4,15 @@
 For each split of a ListOps release folder (basic_{train,val,test}.tsv) this prints
   - the ceiling of every predictor that sees only the root operator: the best constant label per
     root operator chosen on that split itself (no predictor of that kind scores more there);
-  - a rule that looks one level below the root, fitted on train: the root operator with its digit
-    children (MAX: the largest digit child, MIN: the smallest, SM: their sum mod 10, MED: all of
-    them) and how many operator children it has, mapped to the most frequent train label of that
-    key (keys seen fewer than 5 times on train fall back to the root operator's label).
+  - two rules fitted on train that look one level below the root. Each maps a key to the most
+    frequent train label of that key (keys seen fewer than 5 times on train fall back to the root
+    operator's label). The key is the root operator with what it makes of some of its digit
+    children (MAX: the largest, MIN: the smallest, SM: their count and sum mod 10, MED: all of them):
+      one level: all its digit children, and how many operator children it has;
+      the edges: only the digit children before its first operator child and after its last one,
+        which in the token sequence are the digits right after the root operator and right before
+        the final `]`, so a model can find them by position from the start and from the end;
+      the leading digits: only those before its first operator child (by position from the start).
 Every tree is parsed and evaluated; a label that disagrees with the tree's value, or a line that is
 not a tree, stops the script with the file and line.
 
@@ -97,17 +102,39 @@ def read_split(path):
     return trees
 
 
-def one_level_key(tree):
-    operator, children = tree
-    digits = sorted(child for child in children if isinstance(child, int))
-    subtrees = len(children) - len(digits)
+def digits_key(operator, digits):
+    """What the root operator makes of some of its digit children."""
+    digits = sorted(digits)
     if operator == "[MAX":
-        return (operator, digits[-1] if digits else None, subtrees)
+        return (operator, digits[-1] if digits else None)
     if operator == "[MIN":
-        return (operator, digits[0] if digits else None, subtrees)
+        return (operator, digits[0] if digits else None)
     if operator == "[SM":
-        return (operator, sum(digits) % 10, subtrees)
-    return (operator, tuple(digits), subtrees)
+        return (operator, len(digits), sum(digits) % 10)
+    return (operator, tuple(digits))
+
+
+def one_level_key(tree):
+    """All of the root's digit children, and how many operator children it has."""
+    operator, children = tree
+    digits = [child for child in children if isinstance(child, int)]
+    return digits_key(operator, digits) + (len(children) - len(digits),)
+
+
+def leading_key(tree):
+    """The root's digit children before its first operator child: the digits right after it."""
+    operator, children = tree
+    first = next((i for i, child in enumerate(children) if not isinstance(child, int)), len(children))
+    return digits_key(operator, children[:first])
+
+
+def edge_key(tree):
+    """The root's digit children before its first operator child and after its last one: in the
+    token sequence, the digits right after the root operator and right before the final `]`."""
+    operator, children = tree
+    first = next((i for i, child in enumerate(children) if not isinstance(child, int)), len(children))
+    last = max((i for i, child in enumerate(children) if not isinstance(child, int)), default=len(children))
+    return digits_key(operator, children[:first] + children[last + 1:])
 
 
 def percent(hits, total):
@@ -121,14 +148,19 @@ def main():
         return 0 if len(sys.argv) == 2 else 2
     data = {split: read_split(os.path.join(sys.argv[1], name)) for split, name in SPLITS}
     root_counts = collections.defaultdict(collections.Counter)
-    key_counts = collections.defaultdict(collections.Counter)
     for tree, label in data["train"]:
         root_counts[tree[0]][label] += 1
-        key_counts[one_level_key(tree)][label] += 1
     root_rule = {root: counts.most_common(1)[0][0] for root, counts in root_counts.items()}
-    known = {key: counts.most_common(1)[0][0] for key, counts in key_counts.items()
-             if sum(counts.values()) >= MIN_KEY_COUNT}
-    print(f"one-level rule: {len(known)} keys seen >= {MIN_KEY_COUNT} times on train (of {len(key_counts)})")
+    rules = {}
+    for name, key in (("one level below the root", one_level_key), ("the root's edge digits", edge_key),
+                      ("the root's leading digits", leading_key)):
+        key_counts = collections.defaultdict(collections.Counter)
+        for tree, label in data["train"]:
+            key_counts[key(tree)][label] += 1
+        known = {k: counts.most_common(1)[0][0] for k, counts in key_counts.items()
+                 if sum(counts.values()) >= MIN_KEY_COUNT}
+        rules[name] = (key, known)
+        print(f"{name}: {len(known)} keys seen >= {MIN_KEY_COUNT} times on train (of {len(key_counts)})")
     for split, _ in SPLITS:
         trees = data[split]
         per_root = collections.defaultdict(collections.Counter)
@@ -136,11 +168,12 @@ def main():
             per_root[tree[0]][label] += 1
         ceiling = sum(counts.most_common(1)[0][1] for counts in per_root.values())
         fitted = sum(root_rule.get(tree[0]) == label for tree, label in trees)
-        shallow = sum(known.get(one_level_key(tree), root_rule.get(tree[0])) == label for tree, label in trees)
         print(f"{split}: {len(trees)} trees, all labels equal to the trees' values")
         print(f"  root operator, best constant per operator on {split} itself (ceiling): {percent(ceiling, len(trees))}")
         print(f"  root operator, constant fitted on train: {percent(fitted, len(trees))}")
-        print(f"  one level below the root, fitted on train: {percent(shallow, len(trees))}")
+        for name, (key, known) in rules.items():
+            hits = sum(known.get(key(tree), root_rule.get(tree[0])) == label for tree, label in trees)
+            print(f"  {name}, fitted on train: {percent(hits, len(trees))}")
     return 0
 
 
