@@ -19,6 +19,7 @@
 #include <luna/ops/linalg.h>
 #include <luna/ops/luna.h>
 #include <luna/ops/nn_functional.h>
+#include <luna/ops/optim_update.h>
 #include <luna/ops/reduce.h>
 #include <luna/core/safetensors.h>
 #include <luna/nn/attention.h>

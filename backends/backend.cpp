@@ -119,6 +119,10 @@ void Backend::gelu_dropout_forward(const Tensor&, const Tensor&, const Tensor&, 
 void Backend::gelu_dropout_backward(const Tensor&, const Tensor&, const Tensor&, double, const Tensor&) {
   missing("gelu_dropout_backward");
 }
+void Backend::adam_update(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                          const AdamUpdateScalars&) {
+  missing("adam_update");
+}
 
 Backend& cpu_backend();  // backends/cpu/cpu_backend.cpp
 

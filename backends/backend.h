@@ -60,6 +60,14 @@ struct GemmArgs {
   const void* bias = nullptr;
 };
 
+// The scalars of one Adam / AdamW update in torch.optim's form, bias corrections folded in
+// (ops/optim_update.h).
+struct AdamUpdateScalars {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double step_size = 1e-3;             // lr / (1 − beta1^step)
+  double bias_correction2_sqrt = 1.0;  // sqrt(1 − beta2^step)
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -164,6 +172,12 @@ class Backend {
                                     GeneratorState state);
   virtual void gelu_dropout_backward(const Tensor& grad_out, const Tensor& in, const Tensor& mask, double scale,
                                      const Tensor& grad_in);
+  // Optional fused Adam update (ops/optim_update.h): param and its moments (and the AMSGrad maximum
+  // where max_exp_avg_sq is defined) updated in place in one pass, with the bits of the composed tensor ops. All contiguous, one shape, dtype and device.
+  // Ops call it only where has_adam_update(dtype) says so and compose the ops otherwise.
+  virtual bool has_adam_update(DType dtype) const { return false; }
+  virtual void adam_update(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                           const Tensor& max_exp_avg_sq, const AdamUpdateScalars& scalars);
 
  protected:
   [[noreturn]] void missing(const char* kernel) const;

@@ -8,6 +8,7 @@
 #include <luna/nn/optimizer.h>
 #include <luna/ops/elementwise.h>
 #include <luna/ops/factories.h>
+#include <luna/ops/optim_update.h>
 
 namespace luna::optim {
 namespace {
@@ -33,8 +34,8 @@ std::vector<std::string> adam_state_names(bool amsgrad) {
   return {"step", "exp_avg", "exp_avg_sq"};
 }
 
-// One update of `param`. Two temporaries per call (`scratch`, `denom`), plus one for L2 decay
-// and one for the AMSGrad maximum.
+// One update of `param`: weight decay as the optimizer applies it, then the moments and the step in
+// one pass where the backend has the fused kernel (ops/optim_update.h), with the composed ops' bits.
 void adam_update(ParamState& st, const Tensor& param, const Tensor& grad_in, double lr, double weight_decay,
                  const AdamHyper& h) {
   if (!st.initialized) {
@@ -52,36 +53,16 @@ void adam_update(ParamState& st, const Tensor& param, const Tensor& grad_in, dou
       grad.add_(grad_in);
     }
   }
-  const Tensor& exp_avg = st.get("exp_avg");
-  const Tensor& exp_avg_sq = st.get("exp_avg_sq");
-  // exp_avg = beta1 * exp_avg + (1 - beta1) * grad
-  Tensor scratch = grad * (1 - h.beta1);
-  exp_avg.mul_(h.beta1);
-  exp_avg.add_(scratch);
-  // exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * grad^2
-  scratch.copy_(grad);
-  scratch.mul_(grad);
-  scratch.mul_(1 - h.beta2);
-  exp_avg_sq.mul_(h.beta2);
-  exp_avg_sq.add_(scratch);
-
   const double bias_correction1 = 1 - std::pow(h.beta1, double(st.step));
   const double bias_correction2 = 1 - std::pow(h.beta2, double(st.step));
-  const double step_size = lr / bias_correction1;
-  Tensor second_moment = exp_avg_sq;
-  if (h.amsgrad) {
-    const Tensor& max_exp_avg_sq = st.get("max_exp_avg_sq");
-    max_exp_avg_sq.copy_(maximum(max_exp_avg_sq, exp_avg_sq));
-    second_moment = max_exp_avg_sq;
-  }
-  // denom = sqrt(v) / sqrt(bias_correction2) + eps;  param -= step_size * exp_avg / denom
-  Tensor denom = second_moment.sqrt();
-  denom.div_(std::sqrt(bias_correction2));
-  denom.add_(h.eps);
-  scratch.copy_(exp_avg);
-  scratch.div_(denom);
-  scratch.mul_(-step_size);
-  param.add_(scratch);
+  AdamUpdateScalars scalars;
+  scalars.beta1 = h.beta1;
+  scalars.beta2 = h.beta2;
+  scalars.eps = h.eps;
+  scalars.step_size = lr / bias_correction1;
+  scalars.bias_correction2_sqrt = std::sqrt(bias_correction2);
+  adam_update_(param, grad, st.get("exp_avg"), st.get("exp_avg_sq"),
+               h.amsgrad ? st.get("max_exp_avg_sq") : Tensor(), scalars);
 }
 
 void adam_step(std::vector<OptimizerParamGroup>& groups, const std::function<ParamState&(size_t)>& state_of,

@@ -62,6 +62,9 @@ class CpuBackend final : public Backend {
                             GeneratorState state) override;
   void gelu_dropout_backward(const Tensor& grad_out, const Tensor& in, const Tensor& mask, double scale,
                              const Tensor& grad_in) override;
+  bool has_adam_update(DType dtype) const override { return dtype == kFloat32 || dtype == kFloat64; }
+  void adam_update(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                   const Tensor& max_exp_avg_sq, const AdamUpdateScalars& scalars) override;
 };
 
 }  // namespace luna::cpu
