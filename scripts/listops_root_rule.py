@@ -19,9 +19,8 @@ import sys
 SPLITS = [("train", "basic_train.tsv"), ("dev", "basic_val.tsv"), ("test", "basic_test.tsv")]
 
 
-def read_split(path):
-    """(root operator, label) of every tree; the first operator token is the root's."""
-    rows = []
+def tsv_rows(path):
+    """(line number, tree, label) of every row of a ListOps TSV file, after checking its header."""
     with open(path, encoding="utf-8") as f:
         header = f.readline().rstrip("\n").split("\t")
         if header != ["Source", "Target"]:
@@ -31,12 +30,19 @@ def read_split(path):
             if not line:
                 continue
             fields = line.split("\t")
-            if len(fields) != 2:
-                sys.exit(f"{path}:{number}: {len(fields)} columns, expected 2")
-            root = next((t for t in fields[0].split() if t.startswith("[")), None)
-            if root is None:
-                sys.exit(f"{path}:{number}: no operator in the tree")
-            rows.append((root, int(fields[1])))
+            if len(fields) != 2 or not fields[1].isdigit():
+                sys.exit(f"{path}:{number}: expected a tree<TAB>label 0-9, got {line[:60]!r}")
+            yield number, fields[0], int(fields[1])
+
+
+def read_split(path):
+    """(root operator, label) of every tree; the first operator token is the root's."""
+    rows = []
+    for number, source, label in tsv_rows(path):
+        root = next((t for t in source.split() if t.startswith("[")), None)
+        if root is None:
+            sys.exit(f"{path}:{number}: no operator in the tree")
+        rows.append((root, label))
     return rows
 
 

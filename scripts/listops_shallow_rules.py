@@ -18,12 +18,15 @@ not a tree, stops the script with the file and line.
 
   python3 scripts/listops_shallow_rules.py lra_data/listops-1000
 
-Standard library only.
+Standard library only (with listops_root_rule.py beside it, for reading the TSV files).
 """
 import collections
 import math
 import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from listops_root_rule import tsv_rows  # noqa: E402  (the shared reader of the TSV rows)
 
 SPLITS = [("train", "basic_train.tsv"), ("dev", "basic_val.tsv"), ("test", "basic_test.tsv")]
 OPERATORS = ("[MAX", "[MIN", "[MED", "[SM")
@@ -78,27 +81,16 @@ def value(tree):
 
 def read_split(path):
     trees = []
-    with open(path, encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-        if header != ["Source", "Target"]:
-            sys.exit(f"{path}: header {header!r}, expected Source<TAB>Target")
-        for number, line in enumerate(f, start=2):
-            line = line.rstrip("\n")
-            if not line:
-                continue
-            fields = line.split("\t")
-            if len(fields) != 2 or not fields[1].isdigit():
-                sys.exit(f"{path}:{number}: expected a tree<TAB>label 0-9, got {line[:60]!r}")
-            try:
-                tree = parse(fields[0].replace("(", " ").replace(")", " ").split())
-            except ValueError as problem:
-                sys.exit(f"{path}:{number}: {problem}")
-            if isinstance(tree, int):
-                sys.exit(f"{path}:{number}: the tree is a single digit, expected an operator at the root")
-            label = int(fields[1])
-            if value(tree) != label:
-                sys.exit(f"{path}:{number}: label {label}, but the tree evaluates to {value(tree)}")
-            trees.append((tree, label))
+    for number, source, label in tsv_rows(path):
+        try:
+            tree = parse(source.replace("(", " ").replace(")", " ").split())
+        except ValueError as problem:
+            sys.exit(f"{path}:{number}: {problem}")
+        if isinstance(tree, int):
+            sys.exit(f"{path}:{number}: the tree is a single digit, expected an operator at the root")
+        if value(tree) != label:
+            sys.exit(f"{path}:{number}: label {label}, but the tree evaluates to {value(tree)}")
+        trees.append((tree, label))
     return trees
 
 
