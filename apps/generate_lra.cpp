@@ -14,6 +14,9 @@
 #include <string>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "common/generator_record.h"
 
 #include <luna/core/error.h>
 #include <luna/core/threads.h>
@@ -24,6 +27,14 @@ namespace fs = std::filesystem;
 using namespace luna::data;
 
 namespace {
+
+// A record left by an earlier generation must not vouch for files being rewritten: it goes first
+// and the new one is written last.
+void drop_stale_record(const fs::path& folder) {
+  std::error_code error;
+  fs::remove(folder / luna::apps::kGeneratorRecord, error);
+  if (error) throw luna::Error("cannot remove " + (folder / luna::apps::kGeneratorRecord).string() + ": " + error.message());
+}
 
 // Progress on stderr: one rewritten line on a terminal, a line per 10% otherwise.
 class Progress {
@@ -130,8 +141,10 @@ int main(int argc, char** argv) {
       const fs::path folder = dir.empty() ? fs::path(out) / "listops-1000" : fs::path(dir);
       const ListOpsFiles files = listops_files(folder, listops.task);
       for (const fs::path& f : {files.train, files.val, files.test}) refuse_to_overwrite(f, force);
+      drop_stale_record(folder);
       Progress progress("listops trees");
       write_listops_dataset(folder, listops, std::ref(progress));
+      luna::apps::write_generator_record(folder, luna::apps::listops_generator_record(listops), "generate_lra");
       std::printf("wrote %s, %s, %s\n", files.train.c_str(), files.val.c_str(), files.test.c_str());
     } else {
       const bool path_x = pf128_cmd->parsed();
@@ -156,8 +169,22 @@ int main(int argc, char** argv) {
         fs::remove_all(folder / "metadata", ignored);
         fs::remove_all(folder / "imgs", ignored);
       }
-      Progress progress(path_x ? "pathfinder128 images" : "pathfinder32 images");
+      drop_stale_record(folder);
+      const std::string generator = path_x ? "pathfinder128" : "pathfinder32";
+      Progress progress(generator + " images");
       write_pathfinder_dataset(folder, options, pathfinder_write, std::ref(progress));
+      // What train_lra's --generate would not have chosen goes into the record, so it is not taken
+      // for train_lra's own data.
+      nlohmann::json non_default = nlohmann::json::object();
+      if (contour_length != PathfinderOptions::preset(generator).contour_length)
+        non_default["contour_length"] = contour_length;
+      if (opencv_quirk) non_default["opencv_seed_border_quirk"] = true;
+      if (pathfinder_write.images_per_batch != PathfinderWriteOptions().images_per_batch)
+        non_default["images_per_batch"] = pathfinder_write.images_per_batch;
+      luna::apps::write_generator_record(
+          folder, luna::apps::pathfinder_generator_record(generator, pathfinder_write.seed, pathfinder_write.num_images,
+                                                          non_default),
+          "generate_lra");
       std::printf("wrote %lld images under %s\n", (long long)pathfinder_write.num_images, folder.c_str());
     }
   } catch (const luna::Error& e) {

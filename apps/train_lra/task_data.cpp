@@ -2,6 +2,8 @@
 // generator.json record next to the data, and the readers of data/ for each task.
 #include "task_data.h"
 
+#include "common/generator_record.h"
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -27,7 +29,6 @@ namespace luna::train_lra {
 
 namespace {
 
-constexpr const char* kGeneratorRecord = "generator.json";
 
 // Where a task lives inside a release root, and a file or folder whose presence marks the task folder.
 struct TaskLayout {
@@ -61,26 +62,10 @@ bool holds_markers(const fs::path& folder, const std::vector<std::string>& marke
   return true;
 }
 
-nlohmann::json read_record(const fs::path& folder) {
-  std::ifstream in(folder / kGeneratorRecord);
-  if (!in) return nullptr;
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    LUNA_FAIL("train_lra: ", (folder / kGeneratorRecord).string(), " is not valid JSON (", e.what(),
-              "); delete the folder to regenerate");
-  }
-}
+nlohmann::json read_record(const fs::path& folder) { return apps::read_generator_record(folder, "train_lra"); }
 
 void write_record(const fs::path& folder, const nlohmann::json& record) {
-  const fs::path tmp = folder / (std::string(kGeneratorRecord) + ".tmp");
-  {
-    std::ofstream out(tmp);
-    LUNA_CHECK(out.good(), "train_lra: cannot write ", tmp.string());
-    out << record.dump(2) << "\n";
-    LUNA_CHECK(out.good(), "train_lra: cannot write ", tmp.string());
-  }
-  fs::rename(tmp, folder / kGeneratorRecord);
+  apps::write_generator_record(folder, record, "train_lra");
 }
 
 // The smallest image count whose 80/10/10 split (data/pathfinder.h) has at least the asked sizes.
@@ -93,22 +78,22 @@ int64_t pathfinder_total(const RunConfig& c) {
   return count;
 }
 
+data::ListOpsGeneratorOptions listops_options(const RunConfig& c) {
+  data::ListOpsGeneratorOptions options;
+  options.seed = c.data_seed;
+  options.split_seed = c.data_seed;
+  options.num_train = c.train_examples > 0 ? c.train_examples : 96000;
+  options.num_val = c.dev_examples > 0 ? c.dev_examples : 2000;
+  options.num_test = c.test_examples > 0 ? c.test_examples : 2000;
+  options.min_length = c.listops_min_length;
+  options.max_length = c.listops_max_length;
+  return options;
+}
+
 nlohmann::json requested_record(const RunConfig& c) {
-  if (c.task == "listops") {
-    return {{"generator", "listops"},
-            {"seed", c.data_seed},
-            {"split_seed", c.data_seed},
-            {"num_train", c.train_examples > 0 ? c.train_examples : 96000},
-            {"num_val", c.dev_examples > 0 ? c.dev_examples : 2000},
-            {"num_test", c.test_examples > 0 ? c.test_examples : 2000},
-            {"min_length", c.listops_min_length},
-            {"max_length", c.listops_max_length},
-            {"complete", true}};
-  }
-  return {{"generator", c.task == "pathx" ? "pathfinder128" : "pathfinder32"},
-          {"seed", c.data_seed},
-          {"num_images", pathfinder_total(c)},
-          {"complete", true}};
+  if (c.task == "listops") return apps::listops_generator_record(listops_options(c));
+  return apps::pathfinder_generator_record(c.task == "pathx" ? "pathfinder128" : "pathfinder32", c.data_seed,
+                                           pathfinder_total(c));
 }
 
 // Progress of a generator as log lines at every tenth, once it has run for a second (a small
@@ -138,14 +123,7 @@ void generate(const RunConfig& c, const fs::path& folder, const nlohmann::json& 
   pending["complete"] = false;  // a crash before the end leaves a record that asks for regeneration
   write_record(folder, pending);
   if (c.task == "listops") {
-    data::ListOpsGeneratorOptions options;
-    options.seed = c.data_seed;
-    options.split_seed = c.data_seed;
-    options.num_train = record["num_train"];
-    options.num_val = record["num_val"];
-    options.num_test = record["num_test"];
-    options.min_length = c.listops_min_length;
-    options.max_length = c.listops_max_length;
+    const data::ListOpsGeneratorOptions options = listops_options(c);
     log("generating ListOps into " + folder.string() + ": " + record.dump());
     data::write_listops_dataset(folder, options, progress_printer("  ListOps trees", log));
   } else {

@@ -366,6 +366,39 @@ TEST_CASE("train_lra: every task's data format trains (synthetic files in the re
   }
 }
 
+TEST_CASE("train_lra: data written by generate_lra is reported as generated, and --generate checks it",
+          "[e2e][train_lra]") {
+  const fs::path generate_lra = e2e::app_binary("generate_lra", "LUNA_GENERATE_LRA");
+  REQUIRE(fs::exists(generate_lra));
+  const fs::path root = scratch() / "generate_lra";
+  fs::remove_all(root);
+  const Result written =
+      finish(e2e::start(generate_lra,
+                        {"--out", root.string(), "listops", "--train", "24", "--dev", "8", "--test", "8",
+                         "--min-length", "10", "--max-length", "40", "--seed", "3"},
+                        scratch(), "generate_lra"));
+  INFO("generate_lra stderr: " << written.err);
+  REQUIRE(written.exit_code == 0);
+  const json record = json::parse(slurp(root / "listops-1000" / "generator.json"));
+  CHECK(record["generator"] == "listops");
+  CHECK(record["seed"] == 3);
+  CHECK(record["num_train"] == 24);
+  CHECK(record["complete"] == true);
+  // Without the record (before generate_lra wrote one) this was reported as the official release.
+  json s = run_task("from_generate_lra", {"--task", "listops", "--data", root.string(), "--max-len", "48"});
+  CHECK(s["data_source"] == "generated");
+  CHECK(s["train_examples"] == 24);
+  // --generate asking for other data refuses the folder and names both records.
+  const Result other = run({"--task", "listops", "--generate", "--data", root.string(), "--train-examples", "30",
+                            "--dev-examples", "8", "--test-examples", "8", "--listops-min-length", "10",
+                            "--listops-max-length", "40", "--steps", "1", "--warmup", "0",
+                            "--out", (scratch() / "from_generate_lra_other").string()},
+                           "from_generate_lra_other");
+  CHECK(other.exit_code != 0);
+  CHECK(other.err.find("holds data generated with") != std::string::npos);
+  CHECK(other.err.find("\"num_train\":30") != std::string::npos);
+}
+
 TEST_CASE("train_lra: LUNA options reach the model", "[e2e][train_lra]") {
   REQUIRE(fs::exists(train_lra_binary()));
   const std::string out = "luna_options";
