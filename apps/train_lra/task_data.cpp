@@ -7,7 +7,6 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 #include <vector>
 
@@ -28,7 +27,6 @@ namespace fs = std::filesystem;
 namespace luna::train_lra {
 
 namespace {
-
 
 // Where a task lives inside a release root, and a file or folder whose presence marks the task folder.
 struct TaskLayout {

@@ -6,7 +6,6 @@
 #include <luna/backends/cpu/cpu_backend.h>
 #include <luna/backends/cpu/loops.h>
 
-#include <algorithm>
 #include <cmath>
 
 #include <omp.h>
