@@ -144,7 +144,7 @@ int main(int argc, char** argv) {
       drop_stale_record(folder);
       Progress progress("listops trees");
       write_listops_dataset(folder, listops, std::ref(progress));
-      luna::apps::write_generator_record(folder, luna::apps::listops_generator_record(listops), "generate_lra");
+      luna::apps::write_generator_record(folder, luna::apps::listops_generator_record(listops));
       std::printf("wrote %s, %s, %s\n", files.train.c_str(), files.val.c_str(), files.test.c_str());
     } else {
       const bool path_x = pf128_cmd->parsed();
@@ -183,8 +183,7 @@ int main(int argc, char** argv) {
         non_default["images_per_batch"] = pathfinder_write.images_per_batch;
       luna::apps::write_generator_record(
           folder, luna::apps::pathfinder_generator_record(generator, pathfinder_write.seed, pathfinder_write.num_images,
-                                                          non_default),
-          "generate_lra");
+                                                          non_default));
       std::printf("wrote %lld images under %s\n", (long long)pathfinder_write.num_images, folder.c_str());
     }
   } catch (const luna::Error& e) {

@@ -2,6 +2,7 @@
 
 #include <fstream>
 
+#include <luna/core/atomic_file.h>
 #include <luna/core/error.h>
 
 namespace fs = std::filesystem;
@@ -42,17 +43,8 @@ nlohmann::json read_generator_record(const fs::path& folder, const std::string& 
   }
 }
 
-void write_generator_record(const fs::path& folder, const nlohmann::json& record, const std::string& program) {
-  const fs::path tmp = folder / (std::string(kGeneratorRecord) + ".tmp");
-  {
-    std::ofstream out(tmp);
-    LUNA_CHECK(out.good(), program, ": cannot write ", tmp.string());
-    out << record.dump(2) << "\n";
-    LUNA_CHECK(out.good(), program, ": cannot write ", tmp.string());
-  }
-  std::error_code error;
-  fs::rename(tmp, folder / kGeneratorRecord, error);
-  LUNA_CHECK(!error, program, ": cannot rename ", tmp.string(), " to ", kGeneratorRecord, ": ", error.message());
+void write_generator_record(const fs::path& folder, const nlohmann::json& record) {
+  write_file_atomically((folder / kGeneratorRecord).string(), record.dump(2) + "\n");
 }
 
 }  // namespace luna::apps

@@ -26,8 +26,7 @@ nlohmann::json pathfinder_generator_record(const std::string& generator, uint64_
 // The folder's record, or null where it has none; an error (prefixed by `program`) names a record
 // that is not JSON.
 nlohmann::json read_generator_record(const std::filesystem::path& folder, const std::string& program);
-// Written through a temporary file and a rename, so a reader sees the old record or the new one.
-void write_generator_record(const std::filesystem::path& folder, const nlohmann::json& record,
-                            const std::string& program);
+// Written atomically (write_file_atomically), so a reader sees the old record or the new one.
+void write_generator_record(const std::filesystem::path& folder, const nlohmann::json& record);
 
 }  // namespace luna::apps

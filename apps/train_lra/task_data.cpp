@@ -60,11 +60,8 @@ bool holds_markers(const fs::path& folder, const std::vector<std::string>& marke
   return true;
 }
 
+// The folder's generator record, or null (errors prefixed "train_lra").
 nlohmann::json read_record(const fs::path& folder) { return apps::read_generator_record(folder, "train_lra"); }
-
-void write_record(const fs::path& folder, const nlohmann::json& record) {
-  apps::write_generator_record(folder, record, "train_lra");
-}
 
 // The smallest image count whose 80/10/10 split (data/pathfinder.h) has at least the asked sizes.
 int64_t pathfinder_total(const RunConfig& c) {
@@ -119,7 +116,7 @@ void generate(const RunConfig& c, const fs::path& folder, const nlohmann::json& 
   LUNA_CHECK(!error, "train_lra: cannot create ", folder.string(), ": ", error.message());
   nlohmann::json pending = record;
   pending["complete"] = false;  // a crash before the end leaves a record that asks for regeneration
-  write_record(folder, pending);
+  apps::write_generator_record(folder, pending);
   if (c.task == "listops") {
     const data::ListOpsGeneratorOptions options = listops_options(c);
     log("generating ListOps into " + folder.string() + ": " + record.dump());
@@ -132,7 +129,7 @@ void generate(const RunConfig& c, const fs::path& folder, const nlohmann::json& 
     log("generating " + record["generator"].get<std::string>() + " into " + folder.string() + ": " + record.dump());
     data::write_pathfinder_dataset(folder, options, write, progress_printer("  Pathfinder images", log));
   }
-  write_record(folder, record);
+  apps::write_generator_record(folder, record);
 }
 
 std::string report_line(const std::string& split, size_t size, const data::ReadReport& report) {
