@@ -27,18 +27,24 @@ void adam_update_elements(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T*
   const T one_minus_beta1 = T(1 - s.beta1), beta1 = T(s.beta1), one_minus_beta2 = T(1 - s.beta2),
           beta2 = T(s.beta2), correction2 = T(s.bias_correction2_sqrt), eps = T(s.eps),
           minus_step_size = T(-s.step_size);
-#pragma omp parallel for schedule(static) if (n >= 4 * kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) {
-    const T g = grad[i];
-    const T m = T(exp_avg[i] * beta1) + T(g * one_minus_beta1);
-    const T v = T(exp_avg_sq[i] * beta2) + T(T(g * g) * one_minus_beta2);
-    exp_avg[i] = m;
-    exp_avg_sq[i] = v;
-    T second_moment = v;
-    if (max_exp_avg_sq != nullptr) second_moment = max_exp_avg_sq[i] = maximum_of(max_exp_avg_sq[i], v);
-    const T denom = T(T(std::sqrt(second_moment)) / correction2) + eps;
-    param[i] = param[i] + T(T(m / denom) * minus_step_size);
-  }
+  auto update = [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const T g = grad[i];
+      const T m = T(exp_avg[i] * beta1) + T(g * one_minus_beta1);
+      const T v = T(exp_avg_sq[i] * beta2) + T(T(g * g) * one_minus_beta2);
+      exp_avg[i] = m;
+      exp_avg_sq[i] = v;
+      T second_moment = v;
+      if (max_exp_avg_sq != nullptr) second_moment = max_exp_avg_sq[i] = maximum_of(max_exp_avg_sq[i], v);
+      const T denom = T(T(std::sqrt(second_moment)) / correction2) + eps;
+      param[i] = param[i] + T(T(m / denom) * minus_step_size);
+    }
+  };
+  // Most parameters are small: those run here, outside any OpenMP construct (loops.h says why).
+  const int parts = n >= 4 * kParallelGrain ? omp_get_max_threads() : 1;
+  if (parts <= 1) return update(0, n);
+#pragma omp parallel for schedule(static)
+  for (int part = 0; part < parts; ++part) update(n * part / parts, n * (part + 1) / parts);
 }
 
 }  // namespace
