@@ -38,15 +38,9 @@ void CpuBackend::copy(const Tensor& src, const Tensor& dst) {
     char* d = static_cast<char*>(dst.data_ptr());
     const int64_t bytes = int64_t(src.nbytes());
     const int64_t chunks = bytes >= (int64_t(1) << 22) ? omp_get_max_threads() : 1;
-    if (chunks <= 1) {  // outside OpenMP, as for_each_row (loops.h)
-      if (bytes > 0) std::memcpy(d, s, size_t(bytes));
-      return;
-    }
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < chunks; ++c) {
-      const int64_t begin = bytes * c / chunks, end = bytes * (c + 1) / chunks;
-      std::memcpy(d + begin, s + begin, size_t(end - begin));
-    }
+    run_in_ranges(bytes, chunks, [&](int64_t begin, int64_t end) {
+      if (end > begin) std::memcpy(d + begin, s + begin, size_t(end - begin));
+    });
     return;
   }
   dispatch_any_dtype(src.dtype(), [&]<class S>() {

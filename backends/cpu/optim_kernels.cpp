@@ -40,11 +40,7 @@ void adam_update_elements(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T*
       param[i] = param[i] + T(T(m / denom) * minus_step_size);
     }
   };
-  // Most parameters are small: those run here, outside any OpenMP construct (loops.h says why).
-  const int parts = n >= 4 * kParallelGrain ? omp_get_max_threads() : 1;
-  if (parts <= 1) return update(0, n);
-#pragma omp parallel for schedule(static)
-  for (int part = 0; part < parts; ++part) update(n * part / parts, n * (part + 1) / parts);
+  run_in_ranges(n, n >= 4 * kParallelGrain ? omp_get_max_threads() : 1, update);
 }
 
 }  // namespace
