@@ -250,6 +250,11 @@ void validate(const RunConfig& c) {
   check_non_negative(c.warmup, "--warmup");
   check_one_of(c.schedule, {"linear", "cosine", "rsqrt"}, "--schedule");
   LUNA_CHECK(c.schedule != "rsqrt" || c.warmup >= 1, "train_lra: --schedule rsqrt needs --warmup >= 1, got ", c.warmup);
+  // Checked with the other flags, before any data is read or generated: the presets' warmups (1000 for
+  // listops) are longer than a short trial run's --steps.
+  LUNA_CHECK(c.schedule == "rsqrt" || c.warmup <= c.steps, "train_lra: --warmup (", c.warmup,
+             ") must not exceed --steps (", c.steps, ") with the ", c.schedule,
+             " schedule; lower --warmup or use --schedule rsqrt");
   LUNA_CHECK(c.weight_decay >= 0.0, "train_lra: --weight-decay must be >= 0, got ", c.weight_decay);
   LUNA_CHECK(c.beta1 >= 0.0 && c.beta1 < 1.0 && c.beta2 >= 0.0 && c.beta2 < 1.0,
              "train_lra: Adam betas must be in [0, 1), got ", c.beta1, " and ", c.beta2);

@@ -254,8 +254,6 @@ int run_training(const RunConfig& c) {
                                      .betas({c.beta1, c.beta2})
                                      .eps(c.adam_eps)
                                      .weight_decay(c.weight_decay));
-  LUNA_CHECK(c.schedule == "rsqrt" || c.warmup <= c.steps, "train_lra: --warmup (", c.warmup,
-             ") must not exceed --steps (", c.steps, ") with the ", c.schedule, " schedule");
   std::unique_ptr<optim::LRScheduler> scheduler;
   if (c.schedule == "linear") scheduler = std::make_unique<optim::LinearWarmupLinearDecay>(optimizer, c.warmup, c.steps);
   else if (c.schedule == "cosine") scheduler = std::make_unique<optim::LinearWarmupCosineDecay>(optimizer, c.warmup, c.steps);

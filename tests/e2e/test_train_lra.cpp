@@ -105,14 +105,16 @@ TEST_CASE("train_lra: bad command lines are errors that name the flag and the va
   require_failure(run({"--task", "listops", "--device", "cuda"}, "cuda"), 2, {"--device cuda", "without CUDA"});
 #endif
   require_failure(run({"--task", "listops", "--device", "tpu"}, "tpu"), 2, {"--device", "tpu"});
-  // Errors past parsing: missing data, resume without a checkpoint, warmup past the end.
+  // A warmup past the end is a flag error, reported before any data is looked for (the folder here
+  // does not exist, which would otherwise be the error).
   const std::string missing = (scratch() / "no_such_release").string();
+  require_failure(run({"--task", "listops", "--data", missing, "--steps", "4", "--warmup", "10"}, "warmup"), 2,
+                  {"--warmup (10) must not exceed --steps (4)", "--schedule rsqrt"});
+  // Errors past parsing: missing data, resume without a checkpoint.
   require_failure(run({"--task", "listops", "--data", missing, "--out", (scratch() / "x").string()}, "no_data"), 1,
                   {"no listops data", missing, "--generate"});
   require_failure(run(tiny("never_ran", {"--resume", "--steps", "4"}), "resume_nothing"), 1,
                   {"--resume", "checkpoint.safetensors"});
-  require_failure(run(tiny("warmup", {"--steps", "4"}, {{"--warmup", "10"}}), "warmup"), 1,
-                  {"--warmup (10) must not exceed --steps (4)"});
 }
 
 TEST_CASE("train_lra: a tiny generated ListOps run writes every output, for each attention kind", "[e2e][train_lra]") {
