@@ -87,6 +87,12 @@ int run(Settings s) {
   const Device device = apps::parse_device(s.run.device, kProgram);
   apps::check_train_options(s.run.train_options(device, kProgram));
   if (s.image_size == 0) s.image_size = default_image_size(s.data);
+  // The model's shape, in the flags' own names and before any data is read (the config's validate
+  // below checks the same in checkpoint keys, after loading).
+  LUNA_CHECK(s.hidden_size % s.heads == 0, kProgram, ": --hidden-size (", s.hidden_size,
+             ") must be divisible by --heads (", s.heads, ")");
+  LUNA_CHECK(s.image_size == 0 || s.patch_size <= s.image_size, kProgram, ": --patch-size (", s.patch_size,
+             ") must not exceed the image size (", s.image_size, ")");
   std::error_code error;
   fs::create_directories(s.run.out_dir, error);
   LUNA_CHECK(!error, kProgram, ": cannot create --out ", s.run.out_dir, ": ", error.message());

@@ -255,9 +255,14 @@ TEST_CASE("train_vit and convert_vit: bad input is an error naming the problem",
   e2e::require_failure(run("train_vit", {"--attention", "fancy"}, "bad_kind"), 2, {"--attention", "fancy"});
   e2e::require_failure(run("train_vit", {"--steps", "0"}, "zero_steps"), 2, {"--steps"});
   e2e::require_failure(run("train_vit", {"--no-such-flag"}, "unknown_flag"), 2, {"--no-such-flag"});
-  e2e::require_failure(run("train_vit", {"--data", folder, "--image-size", "8", "--hidden-size", "30", "--heads", "4"},
-                           "bad_heads"),
-                       1, {"hidden_size", "30", "4"});
+  // The model's shape: refused in the flags' names before any data is read.
+  const e2e::Result bad_heads =
+      run("train_vit", {"--data", folder, "--image-size", "8", "--hidden-size", "30", "--heads", "4"}, "bad_heads");
+  e2e::require_failure(bad_heads, 1, {"--hidden-size (30) must be divisible by --heads (4)"});
+  CHECK(bad_heads.out.find("reading") == std::string::npos);
+  const e2e::Result big_patch = run("train_vit", {"--data", folder, "--image-size", "8", "--patch-size", "9"}, "big_patch");
+  e2e::require_failure(big_patch, 1, {"--patch-size (9)", "(8)"});
+  CHECK(big_patch.out.find("reading") == std::string::npos);
   e2e::require_failure(run("train_vit", {"--device", "tpu"}, "tpu"), 1, {"--device", "tpu"});
   // Warmup past the last step: refused before any data is read.
   const e2e::Result late_warmup = run("train_vit", {"--steps", "10", "--warmup", "50"}, "late_warmup");
