@@ -214,6 +214,8 @@ class Tensor {
   Tensor min() const;
   std::tuple<Tensor, Tensor> max(int64_t dim, bool keepdim = false) const;
   std::tuple<Tensor, Tensor> min(int64_t dim, bool keepdim = false) const;
+  Tensor argmax() const;  // into the flattened tensor
+  Tensor argmin() const;
   Tensor argmax(int64_t dim, bool keepdim = false) const;
   Tensor argmin(int64_t dim, bool keepdim = false) const;
   Tensor logsumexp(const Dims& dims, bool keepdim = false) const;

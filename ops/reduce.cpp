@@ -161,11 +161,19 @@ std::tuple<Tensor, Tensor> min(const Tensor& x, int64_t dim, bool keepdim) {
 }
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   NoGradGuard no_grad;
-  return std::get<1>(max(x, dim, keepdim));
+  return std::get<1>(extreme_dim(ReduceOp::Max, x, dim, keepdim, "argmax"));
 }
 Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) {
   NoGradGuard no_grad;
-  return std::get<1>(min(x, dim, keepdim));
+  return std::get<1>(extreme_dim(ReduceOp::Min, x, dim, keepdim, "argmin"));
+}
+Tensor argmax(const Tensor& x) {
+  LUNA_CHECK(x.defined(), "argmax: input is undefined");
+  return argmax(x.reshape({-1}), 0);
+}
+Tensor argmin(const Tensor& x) {
+  LUNA_CHECK(x.defined(), "argmin: input is undefined");
+  return argmin(x.reshape({-1}), 0);
 }
 
 Tensor logsumexp(const Tensor& x, const Dims& dims, bool keepdim) {
@@ -226,6 +234,8 @@ Tensor Tensor::max() const { return luna::max(*this); }
 Tensor Tensor::min() const { return luna::min(*this); }
 std::tuple<Tensor, Tensor> Tensor::max(int64_t dim, bool keepdim) const { return luna::max(*this, dim, keepdim); }
 std::tuple<Tensor, Tensor> Tensor::min(int64_t dim, bool keepdim) const { return luna::min(*this, dim, keepdim); }
+Tensor Tensor::argmax() const { return luna::argmax(*this); }
+Tensor Tensor::argmin() const { return luna::argmin(*this); }
 Tensor Tensor::argmax(int64_t dim, bool keepdim) const { return luna::argmax(*this, dim, keepdim); }
 Tensor Tensor::argmin(int64_t dim, bool keepdim) const { return luna::argmin(*this, dim, keepdim); }
 Tensor Tensor::logsumexp(const Dims& dims, bool keepdim) const { return luna::logsumexp(*this, dims, keepdim); }

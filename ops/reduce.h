@@ -25,6 +25,9 @@ Tensor amax(const Tensor& x, const Dims& dims, bool keepdim = false);
 Tensor amin(const Tensor& x, const Dims& dims, bool keepdim = false);
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);
 Tensor argmin(const Tensor& x, int64_t dim, bool keepdim = false);
+// The index into the flattened tensor (a 0-dim int64), as torch.argmax(x) without dim.
+Tensor argmax(const Tensor& x);
+Tensor argmin(const Tensor& x);
 Tensor logsumexp(const Tensor& x, const Dims& dims, bool keepdim = false);
 // p-norm over all elements or over dims (p = inf gives the max magnitude).
 Tensor norm(const Tensor& x, double p = 2.0);

@@ -323,6 +323,14 @@ TEST_CASE("max and min along a dim return values and first indices", "[reduce]")
   const Tensor ties = tensor({3.0f, 1.0f, 3.0f, 1.0f});
   REQUIRE(ties.argmax(0).item<int64_t>() == 0);
   REQUIRE(ties.argmin(0).item<int64_t>() == 1);
+  // Without dim, as torch.argmax(x): the first extreme's index into the flattened tensor, 0-dim int64.
+  const Tensor grid = tensor({2.0f, 7.0f, 1.0f, 7.0f, -3.0f, 0.0f}, {2, 3});
+  const Tensor at_max = grid.argmax(), at_min = argmin(grid.t());
+  REQUIRE(at_max.dim() == 0);
+  REQUIRE(at_max.dtype() == kInt64);
+  REQUIRE(at_max.item<int64_t>() == 1);
+  REQUIRE(at_min.item<int64_t>() == 3);  // grid.t() flattened is 2, 7, 7, -3, 1, 0
+  REQUIRE(tensor({5.0f}).reshape({}).argmax().item<int64_t>() == 0);
 }
 
 TEST_CASE("NaN propagates through max, min, amax and argmax", "[reduce]") {
@@ -399,6 +407,8 @@ TEST_CASE("reduction argument errors name the values", "[reduce]") {
   REQUIRE_THROWS_WITH(x.mean({-4}), Catch::Contains("dim -4") && Catch::Contains("[-3, 2]"));
   REQUIRE_THROWS_WITH(x.max(5), Catch::Contains("dim 5") && Catch::Contains("[-3, 2]"));
   REQUIRE_THROWS_WITH(x.argmin(-4), Catch::Contains("dim -4"));
+  REQUIRE_THROWS_WITH(zeros({2, 0}).argmax(1), Catch::Contains("argmax") && Catch::Contains("size 0"));
+  REQUIRE_THROWS_WITH(zeros({0}).argmin(), Catch::Contains("argmin") && Catch::Contains("size 0"));
   REQUIRE_THROWS_WITH(x.logsumexp({7}), Catch::Contains("dim 7"));
   REQUIRE_THROWS_WITH(x.norm(2, {3}), Catch::Contains("dim 3"));
   REQUIRE_THROWS_WITH(x.var({0, 9}), Catch::Contains("dim 9"));
