@@ -8,10 +8,16 @@
 
 namespace luna {
 namespace {
+// A NaN prints as "nan" whatever its sign bit (iostreams write "-nan" for some), as PyTorch does.
+std::ostream& print_value(std::ostream& os, double v) {
+  if (std::isnan(v)) return os << "nan";
+  return os << v;
+}
+
 void print_level(std::ostream& os, const double* data, const Dims& sizes, int dim, int64_t& pos, bool floating,
                  int indent) {
   if (sizes.size() == 0) {
-    os << data[0];
+    print_value(os, data[0]);
     return;
   }
   os << "[";
@@ -19,7 +25,7 @@ void print_level(std::ostream& os, const double* data, const Dims& sizes, int di
   for (int64_t i = 0; i < n; ++i) {
     if (dim + 1 == sizes.size()) {
       const double v = data[pos++];
-      if (floating) os << std::setw(10) << std::setprecision(4) << std::fixed << v;
+      if (floating) print_value(os << std::setw(10) << std::setprecision(4) << std::fixed, v);
       else os << int64_t(v);
       if (i + 1 < n) os << ", ";
     } else {

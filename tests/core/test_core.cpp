@@ -3,6 +3,7 @@
 // and tensor layout queries.
 #include "test_util.h"
 
+#include <limits>
 #include <cstring>
 
 #include <luna/backends/backend.h>
@@ -129,6 +130,13 @@ TEST_CASE("printing shows values, dtype and grad_fn", "[core]") {
   std::ostringstream os3;
   os3 << (x * 2.0);
   REQUIRE(os3.str().find("grad_fn=<MulBackward>") != std::string::npos);
+  // NaN prints as PyTorch prints it, without the sign bit that 0/0 leaves set.
+  std::ostringstream os4, os5;
+  os4 << zeros({0, 3}).mean();
+  REQUIRE(os4.str() == "tensor(nan)");
+  os5 << tensor({-std::numeric_limits<float>::quiet_NaN(), 1.0f});
+  REQUIRE(os5.str().find("-nan") == std::string::npos);
+  REQUIRE(os5.str().find("nan") != std::string::npos);
 }
 
 TEST_CASE("a device without a backend is reported, not faked", "[core]") {
