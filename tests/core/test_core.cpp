@@ -3,8 +3,8 @@
 // and tensor layout queries.
 #include "test_util.h"
 
-#include <limits>
 #include <cstring>
+#include <limits>
 
 #include <luna/backends/backend.h>
 
